@@ -1,0 +1,286 @@
+# Copyright: (c) 2026, DPL maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Persistent command sessions into LXD instances: SSH's ControlPersist, for LXD.
+
+Each LXD exec starts a helper process inside the instance (``lxd forkexec``), which
+costs ~25 ms on an idle machine, several times what forking a shell costs on
+``local``. A *session* pays that once: a small controller-side broker process keeps one
+exec open in the instance, running :data:`RUNNER` (a ~40-line Python loop reading
+requests on its standard input, started with ``python3 -c``), and every task's command
+goes through it as one request on a local unix socket.
+
+Nothing is installed in the instance and nothing listens there: the runner reads its
+stdin and exits when the broker closes it, after ``idle`` seconds without requests (or
+as soon as the broker dies). When a session cannot be used (no Python in the instance,
+a broker that will not start), the caller falls back to one LXD exec per command.
+
+Wire format, on both legs: a request is ``!II`` (header length, stdin length), a JSON
+header ``{argv, env, cwd, uid, gid}``, then the stdin bytes; a reply is ``!III``
+(header length, stdout length, stderr length), a JSON header ``{rc}`` or ``{error}``,
+then stdout and stderr.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+REQUEST_HEAD = struct.Struct("!II")
+REPLY_HEAD = struct.Struct("!III")
+
+# Runs inside the instance, as root, under the instance's own python3.
+RUNNER = r'''
+import json, os, signal, struct, subprocess, sys
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+current = []
+def stop(signum, frame):
+    for child in current:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(1)
+signal.signal(signal.SIGTERM, stop)
+def read(n):
+    data = b""
+    while len(data) < n:
+        chunk = inp.read(n - len(data))
+        if not chunk:
+            sys.exit(0)
+        data += chunk
+    return data
+while True:
+    hlen, slen = struct.unpack("!II", read(8))
+    req = json.loads(read(hlen))
+    data = read(slen)
+    uid, gid = req.get("uid") or 0, req.get("gid") or 0
+    def drop(uid=uid, gid=gid):
+        if uid or gid:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+    try:
+        child = subprocess.Popen(req["argv"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, cwd=req.get("cwd") or "/", env=req["env"],
+                                 preexec_fn=drop, start_new_session=True)
+        current[:] = [child]
+        o, e = child.communicate(data)
+        rc = child.returncode
+    except OSError as exc:
+        rc, o, e = 127, b"", ("dpl session: %s\n" % exc).encode()
+    current[:] = []
+    head = json.dumps({"rc": rc}).encode()
+    out.write(struct.pack("!III", len(head), len(o), len(e)) + head + o + e)
+    out.flush()
+'''
+
+
+class SessionUnavailable(Exception):
+    """No session can serve this command: run it with a plain LXD exec instead."""
+
+
+def _recv_exact(sock, size):
+    chunks = []
+    while size:
+        chunk = sock.recv(min(size, 1 << 20))
+        if not chunk:
+            raise EOFError("connection closed")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def encode_request(argv, env, cwd, uid, gid, stdin):
+    head = json.dumps({"argv": argv, "env": env, "cwd": cwd, "uid": uid, "gid": gid}).encode()
+    return REQUEST_HEAD.pack(len(head), len(stdin)) + head + stdin
+
+
+def session_socket_path(control_dir, endpoint, project, instance, uid):
+    key = "\0".join([endpoint or "unix:", project or "default", instance, str(uid)])
+    return os.path.join(control_dir, "%s.sock" % hashlib.sha256(key.encode()).hexdigest()[:20])
+
+
+# -- the worker's side ----------------------------------------------------------------
+
+class SessionClient:
+    """Sends commands to the broker of one (endpoint, project, instance, user)."""
+
+    def __init__(self, control_dir, broker_args, idle, start_timeout=20):
+        self.control_dir = control_dir
+        self.broker_args = broker_args
+        self.idle = idle
+        self.start_timeout = start_timeout
+        self.path = session_socket_path(control_dir, broker_args["endpoint"], broker_args["project"],
+                                        broker_args["instance"], broker_args["uid"])
+
+    def _connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def connect(self):
+        try:
+            return self._connect()
+        except OSError:
+            pass
+        os.makedirs(self.control_dir, mode=0o700, exist_ok=True)
+        # One starter at a time per session: forks racing for the same instance share a broker.
+        with open(self.path + ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return self._connect()
+            except OSError:
+                pass
+            self._start_broker()
+            deadline = time.monotonic() + self.start_timeout
+            while True:
+                try:
+                    return self._connect()
+                except OSError as exc:
+                    if time.monotonic() > deadline:
+                        raise SessionUnavailable("session broker did not start: %s" % exc) from None
+                    time.sleep(0.01)
+
+    def _start_broker(self):
+        if os.path.exists(self.path):
+            os.unlink(self.path)  # stale: nothing accepted on it
+        # ansible_collections/dpl/platform/plugins/plugin_utils/lxd_session.py -> the collections root
+        root = os.path.abspath(__file__).rsplit(os.sep, 6)[0]
+        args = dict(self.broker_args, socket=self.path, idle=self.idle)
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+                "from ansible_collections.dpl.platform.plugins.plugin_utils.lxd_session import serve; "
+                "serve(sys.argv[2])")
+        log = open(self.path + ".log", "ab")
+        try:
+            subprocess.Popen([sys.executable, "-c", code, root, json.dumps(args)],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                             start_new_session=True, close_fds=True, cwd="/")
+        finally:
+            log.close()
+
+    def run(self, argv, env, cwd, uid, gid, stdin):
+        """Run one command; return (rc, stdout, stderr) or raise SessionUnavailable."""
+        try:
+            sock = self.connect()
+        except OSError as exc:
+            raise SessionUnavailable(str(exc)) from None
+        try:
+            sock.sendall(encode_request(argv, env, cwd, uid, gid, stdin or b""))
+            hlen, olen, elen = REPLY_HEAD.unpack(_recv_exact(sock, REPLY_HEAD.size))
+            head = json.loads(_recv_exact(sock, hlen))
+            stdout = _recv_exact(sock, olen)
+            stderr = _recv_exact(sock, elen)
+        except (OSError, EOFError, ValueError) as exc:
+            raise SessionUnavailable("session broken: %s" % exc) from None
+        finally:
+            sock.close()
+        if "error" in head:
+            raise SessionUnavailable(head["error"])
+        return head["rc"], stdout, stderr
+
+
+# -- the broker -----------------------------------------------------------------------
+
+def serve(raw_args):
+    """Broker main loop: one exec of RUNNER, requests served one at a time."""
+    from ansible_collections.dpl.platform.plugins.module_utils import lxd
+
+    args = json.loads(raw_args)
+    path = args["socket"]
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        listener.bind(path)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return
+        raise
+    finally:
+        os.umask(old_umask)
+    listener.listen(16)
+    client = lxd.LXDClient(endpoint=args["endpoint"], client_cert=args.get("client_cert"),
+                           client_key=args.get("client_key"), server_cert=args.get("server_cert"),
+                           project=args.get("project"), timeout=args.get("timeout", 30))
+    try:
+        runner = client.open_exec(args["instance"], ["python3", "-c", RUNNER])
+    except lxd.LXDError as exc:
+        _refuse_all(listener, "cannot start a session in %s: %s" % (args["instance"], exc))
+        os.unlink(path)
+        return
+    try:
+        _serve_requests(listener, runner, args["idle"])
+    finally:
+        # Unlink first, so no new worker connects to a broker that is going away.
+        if os.path.exists(path):
+            os.unlink(path)
+        runner.close()
+        client.close()
+
+
+def _refuse_all(listener, message):
+    """Answer the workers already waiting with an error, so they fall back at once."""
+    listener.settimeout(0.2)
+    while True:
+        try:
+            conn, dummy = listener.accept()
+        except OSError:
+            return
+        try:
+            head = json.dumps({"error": message}).encode()
+            conn.sendall(REPLY_HEAD.pack(len(head), 0, 0) + head)
+        except OSError:
+            pass
+        conn.close()
+
+
+def _serve_requests(listener, runner, idle):
+    listener.settimeout(idle)
+    while True:
+        try:
+            conn, dummy = listener.accept()
+        except socket.timeout:
+            return
+        conn.settimeout(None)
+        try:
+            hlen, slen = REQUEST_HEAD.unpack(_recv_exact(conn, REQUEST_HEAD.size))
+            request = REQUEST_HEAD.pack(hlen, slen) + _recv_exact(conn, hlen + slen)
+        except (OSError, EOFError):
+            conn.close()
+            continue
+        try:
+            runner.send(request)
+            head = runner.read(REPLY_HEAD.size, watch=conn)
+            hlen, olen, elen = REPLY_HEAD.unpack(head)
+            reply = head + runner.read(hlen + olen + elen, watch=conn)
+        except (OSError, EOFError) as exc:
+            # The runner is gone (instance stopped?) or the worker gave up on a command
+            # (task timeout): kill what runs, end the session; the next task starts afresh.
+            runner.kill()
+            head = json.dumps({"error": "session ended: %s" % exc}).encode()
+            try:
+                conn.sendall(REPLY_HEAD.pack(len(head), 0, 0) + head)
+            except OSError:
+                pass
+            conn.close()
+            return
+        try:
+            conn.sendall(reply)
+        except OSError:
+            pass
+        conn.close()
+
+
+if __name__ == "__main__":  # pragma: no cover - started through SessionClient
+    serve(sys.argv[1])

@@ -1,0 +1,20 @@
+"""DPL's control plane: the registry, the jobs that run the playbooks, the web UI and the CLI."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from dpl_web import paths
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the Flask application (the factory pattern of Flask's tutorial)."""
+    app = Flask(__name__)
+    app.config.from_mapping(REGISTRY=str(paths.registry_path()))
+    if test_config:
+        app.config.update(test_config)
+
+    from dpl_web import health
+
+    app.register_blueprint(health.bp)
+    return app

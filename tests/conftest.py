@@ -1,0 +1,95 @@
+"""Test bed: the real LXD daemon, real containers from the base image, real Ansible.
+
+Every container a test makes is named ``dpltest-<random>`` and deleted after the test,
+even when it fails; anything left with that prefix (a killed run) is swept at the start
+and at the end of the session. Tests send traffic only to loopback and to these
+containers on DPL's own bridge (NAT and routing off).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from dpl_web.collection import lxd
+
+TEST_PREFIX = "dpltest-"
+BASE_IMAGE = os.environ.get("DPL_TEST_IMAGE", "dpl-base")
+SETUP_HINT = "run scripts/setup (as root) to install and start LXD and build the base image"
+
+
+def _sweep(client: lxd.LXDClient) -> None:
+    for name in client.instance_names():
+        if name.startswith(TEST_PREFIX):
+            delete_instance(client, name)
+
+
+def delete_instance(client: lxd.LXDClient, name: str) -> None:
+    try:
+        if client.instance(name)["status"] != "Stopped":
+            client.set_state(name, "stop", timeout=30, force=True)
+        client.sync_or_wait("DELETE", client.instance_path(name), timeout=120)
+    except lxd.LXDNotFound:
+        pass
+
+
+@pytest.fixture(scope="session")
+def lxd_client():
+    """A client for the local LXD, or a stop of the whole run saying how to get one."""
+    client = lxd.LXDClient(timeout=30)
+    try:
+        client.server()
+        client.get(f"/1.0/images/aliases/{BASE_IMAGE}")
+    except lxd.LXDNotFound:
+        pytest.exit(f"the LXD image {BASE_IMAGE!r} is missing: {SETUP_HINT}", returncode=3)
+    except lxd.LXDError as exc:
+        pytest.exit(f"LXD is not reachable ({exc}): {SETUP_HINT}", returncode=3)
+    _sweep(client)
+    yield client
+    _sweep(client)
+    client.close()
+
+
+class ContainerFactory:
+    """Makes test containers from the base image; deletes them all at teardown."""
+
+    def __init__(self, client: lxd.LXDClient):
+        self.client = client
+        self.names: list[str] = []
+
+    def create(self, start: bool = True, wait_ipv4: bool = True, config: dict | None = None,
+               devices: dict | None = None, profiles: list[str] | None = None) -> str:
+        name = f"{TEST_PREFIX}{uuid.uuid4().hex[:10]}"
+        body = {
+            "name": name,
+            "source": {"type": "image", "alias": BASE_IMAGE},
+            "profiles": profiles or ["default"],
+            "config": config or {},
+            "devices": devices or {},
+        }
+        self.names.append(name)
+        self.client.sync_or_wait("POST", "/1.0/instances", body, timeout=300)
+        if start:
+            self.client.set_state(name, "start", timeout=60)
+            if wait_ipv4:
+                self.client.wait_for_ipv4(name, timeout=60)
+        return name
+
+    def cleanup(self) -> None:
+        for name in self.names:
+            delete_instance(self.client, name)
+
+
+@pytest.fixture
+def containers(lxd_client):
+    factory = ContainerFactory(lxd_client)
+    yield factory
+    factory.cleanup()
+
+
+@pytest.fixture
+def container(containers) -> str:
+    """One running container with its IPv4 address, deleted after the test."""
+    return containers.create()

@@ -93,3 +93,42 @@ def containers(lxd_client):
 def container(containers) -> str:
     """One running container with its IPv4 address, deleted after the test."""
     return containers.create()
+
+
+@pytest.fixture(scope="session")
+def lxd_https(lxd_client, tmp_path_factory):
+    """This machine's LXD, also reached over HTTPS on loopback, as a remote LXD host would be.
+
+    Sets ``core.https_address`` to 127.0.0.1:<port>, makes a client certificate, trusts it,
+    and pins the server's certificate; undoes all of it at the end.
+    Returns a dict with endpoint, client_cert, client_key and server_cert.
+    """
+    import base64
+    import socket
+    import ssl
+    import subprocess
+
+    workdir = tmp_path_factory.mktemp("lxd-https")
+    cert, key = workdir / "client.crt", workdir / "client.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1",
+                    "-sha384", "-nodes", "-days", "2", "-subj", "/CN=dpltest-client", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    previous = lxd_client.server().get("config", {}).get("core.https_address", "")
+    lxd_client.request("PATCH", "/1.0", json_body={"config": {"core.https_address": f"127.0.0.1:{port}"}})
+    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    fingerprint = __import__("hashlib").sha256(der).hexdigest()
+    lxd_client.request("POST", "/1.0/certificates", json_body={
+        "type": "client", "name": "dpltest-client", "certificate": base64.b64encode(der).decode()})
+    server_cert = workdir / "server.crt"
+    server_cert.write_text(lxd_client.server()["environment"]["certificate"])
+    try:
+        yield {"endpoint": f"https://127.0.0.1:{port}", "client_cert": str(cert), "client_key": str(key),
+               "server_cert": str(server_cert)}
+    finally:
+        try:
+            lxd_client.request("DELETE", f"/1.0/certificates/{fingerprint}")
+        finally:
+            lxd_client.request("PATCH", "/1.0", json_body={"config": {"core.https_address": previous}})

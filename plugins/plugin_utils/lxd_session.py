@@ -103,9 +103,20 @@ def encode_request(argv, env, cwd, uid, gid, stdin):
     return REQUEST_HEAD.pack(len(head), len(stdin)) + head + stdin
 
 
-def session_socket_path(control_dir, endpoint, project, instance, uid):
-    key = "\0".join([endpoint or "unix:", project or "default", instance, str(uid)])
-    return os.path.join(control_dir, "%s.sock" % hashlib.sha256(key.encode()).hexdigest()[:20])
+def session_socket_path(control_dir, broker_args):
+    """One session per everything that decides where commands run and whom LXD trusts:
+    endpoint, project, instance, user, and the certificates (a different pinned server
+    certificate must never reuse a session opened under another)."""
+    identity = dict(broker_args)
+    for option in ("client_cert", "client_key", "server_cert"):
+        if identity.get(option):
+            try:
+                with open(os.path.expanduser(identity[option]), "rb") as handle:
+                    identity[option + "_sha256"] = hashlib.sha256(handle.read()).hexdigest()
+            except OSError:
+                pass  # the broker's own connection attempt reports it
+    key = json.dumps(identity, sort_keys=True)
+    return os.path.join(control_dir, "%s.sock" % hashlib.sha256(key.encode()).hexdigest()[:24])
 
 
 # -- the worker's side ----------------------------------------------------------------
@@ -118,8 +129,7 @@ class SessionClient:
         self.broker_args = broker_args
         self.idle = idle
         self.start_timeout = start_timeout
-        self.path = session_socket_path(control_dir, broker_args["endpoint"], broker_args["project"],
-                                        broker_args["instance"], broker_args["uid"])
+        self.path = session_socket_path(control_dir, broker_args)
 
     def _connect(self):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

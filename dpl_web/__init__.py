@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Flask
-
 from dpl_web import paths
 
 
-def create_app(test_config: dict | None = None) -> Flask:
+def create_app(test_config: dict | None = None):
     """Build the Flask application (the factory pattern of Flask's tutorial)."""
+    # Imported here, not at the top: the CLI, the inventory plugin and the lookup import
+    # dpl_web too, and Flask would cost each of them ~100 ms for nothing.
+    from flask import Flask
+
     app = Flask(__name__)
     app.config.from_mapping(REGISTRY=str(paths.registry_path()))
     if test_config:

@@ -1,54 +1,687 @@
-"""The ``dpl`` command line."""
+"""The ``dpl`` command line: the registry for humans and for scripts.
+
+Every command prints text for humans, or one JSON document with ``--json`` (before or
+after the command). Scripts can rely on the exit codes:
+
+====  ====================================================================
+0     done
+1     failed for another reason (a file could not be read, ...)
+2     usage: unknown command or option (argparse)
+3     the registry is unusable (missing, corrupt, newer schema, locked too long)
+4     a value was refused by the validation layer (nothing was written)
+5     the host, container, project, app or job named does not exist
+6     conflict: it exists already, a port/domain/address is taken, or it still
+      has children (``--cascade`` removes them too)
+====  ====================================================================
+
+Errors go to stderr as one sentence that says what to do; with ``--json`` the same error
+is also printed on stdout as ``{"error": {...}}``. Secret values are never printed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 from dpl_web import paths, registry
+from dpl_web.collection import validation
+from dpl_web.registry import SECRET_MASK, Conflict, NotFound, Registry, RegistryError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_REGISTRY = 3
+EXIT_INVALID = 4
+EXIT_NOT_FOUND = 5
+EXIT_CONFLICT = 6
+
+
+class Failure(Exception):
+    """A command failed for a reason that is none of the registry's errors (exit code 1)."""
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str | Iterable[str]) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=False))
+    else:
+        print(text if isinstance(text, str) else "\n".join(text))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, Callable[[dict], Any]]], empty: str) -> str:
+    if not rows:
+        return empty
+    cells = [[title.upper() for title, _get in columns]]
+    cells += [["-" if (value := get(row)) in (None, "", []) else str(value) for _title, get in columns]
+              for row in rows]
+    widths = [max(len(line[index]) for line in cells) for index in range(len(columns))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+                     for line in cells)
+
+
+def _fields(record: dict[str, Any], keys: Iterable[str]) -> list[str]:
+    lines = []
+    for key in keys:
+        value = record.get(key)
+        if isinstance(value, list):
+            value = ", ".join(value)
+        lines.append(f"{key + ':':<16} {'-' if value in (None, '') else value}")
+    return lines
+
+
+def _limits(container: dict[str, Any]) -> str:
+    limits = container["limits"]
+    shown = [f"{key}={value}" for key, value in limits.items() if value]
+    return " ".join(shown)
+
+
+def _removed(removed: dict[str, list[str]]) -> str:
+    parts = [f"{kind}: {', '.join(names)}" for kind, names in removed.items() if names]
+    return "removed " + "; ".join(parts)
+
+
+# -- argument helpers ----------------------------------------------------------------------
+
+
+def _given(args: argparse.Namespace, names: Iterable[str], nullable: Iterable[str] = ()) -> dict[str, Any]:
+    """The options the user gave (argparse leaves the others None). For ``nullable`` fields an
+    empty string means "clear it"."""
+    nullable = set(nullable)
+    values = {}
+    for name in names:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        values[name] = None if (value == "" and name in nullable) else value
+    return values
+
+
+def _pairs(values: list[str] | None, field: str) -> dict[str, str]:
+    result = {}
+    for item in values or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise validation.ValidationError(field, item, "use NAME=VALUE")
+        result[name] = value
+    return result
+
+
+def _secrets(values: list[str] | None) -> dict[str, str]:
+    """``--secret NAME=VALUE``, or ``--secret NAME`` to type the value (or pipe it: one line
+    per NAME on standard input), which keeps it out of the shell history and ``ps``."""
+    result = {}
+    for item in values or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            validation.env_name(name, "secret")
+            if sys.stdin.isatty():
+                value = getpass.getpass(f"value of {name}: ")
+            else:
+                value = sys.stdin.readline().rstrip("\r\n")
+        result[name] = value
+    return result
+
+
+def _open(args: argparse.Namespace) -> Registry:
+    """Open an existing registry: every command but init refuses to create one."""
+    return Registry.open(args.registry, create=False)
+
+
+def _registry_path(args: argparse.Namespace) -> Path:
+    return Path(args.registry) if args.registry else paths.registry_path()
+
+
+# -- init ----------------------------------------------------------------------------------
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    """Create the registry (or migrate it) and say whether anything changed."""
-    path = paths.registry_path()
+    """Create the registry (or migrate it), make sure the host ``local`` exists, and say
+    whether anything changed (the setup playbook's ``changed_when`` reads ``changed``)."""
+    path = _registry_path(args)
     existed = path.exists()
     before = 0
     if existed:
         conn = registry.connect_readonly(path)
-        before = registry.schema_version(conn)
-        conn.close()
-    conn = registry.connect(path)
-    after = registry.schema_version(conn)
-    conn.close()
+        try:
+            before = registry.schema_version(conn)
+        finally:
+            conn.close()
+    wanted = _given(args, ("bridge", "bridge_ipv4", "public_ipv4"))
+    with Registry.open(path) as reg:
+        after = registry.schema_version(reg.conn)
+        host, host_changed = reg.ensure_host("local", **wanted)
     report = {"path": str(path), "created": not existed, "migrated": existed and before != after,
-              "schema_version": after}
-    report["changed"] = report["created"] or report["migrated"]
-    if args.json:
-        print(json.dumps(report))
+              "schema_version": after, "host": host, "host_changed": host_changed}
+    report["changed"] = report["created"] or report["migrated"] or host_changed
+    state = "created" if report["created"] else "migrated" if report["migrated"] else "up to date"
+    lines = [f"registry {path}: {state} (schema version {after})",
+             f"host local: {'changed' if host_changed else 'unchanged'} (endpoint {host['endpoint']}, "
+             f"bridge {host['bridge']} {host['bridge_ipv4']})"]
+    _emit(args, report, lines)
+    return EXIT_OK
+
+
+# -- hosts ---------------------------------------------------------------------------------
+
+HOST_OPTIONS = ("endpoint", "client_cert", "client_key", "server_cert", "public_ipv4", "nginx_sites_dir",
+                "bridge", "bridge_ipv4", "notes")
+HOST_NULLABLE = ("client_cert", "client_key", "server_cert", "public_ipv4")
+HOST_SHOW = ("name", "endpoint", "client_cert", "client_key", "server_cert", "public_ipv4", "nginx_sites_dir",
+             "bridge", "bridge_ipv4", "notes", "created_at", "updated_at")
+
+
+def cmd_host_add(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        host = reg.add_host(args.name, **_given(args, HOST_OPTIONS, HOST_NULLABLE))
+    _emit(args, {"changed": True, "host": host}, [f"added host {host['name']}", *_fields(host, HOST_SHOW)])
+    return EXIT_OK
+
+
+def cmd_host_list(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        hosts = reg.list_hosts()
+    _emit(args, {"hosts": hosts}, _table(hosts, [
+        ("name", lambda h: h["name"]), ("endpoint", lambda h: h["endpoint"]),
+        ("public ipv4", lambda h: h["public_ipv4"]), ("bridge", lambda h: f"{h['bridge']} {h['bridge_ipv4']}"),
+    ], "no hosts: run `dpl init` to record this machine"))
+    return EXIT_OK
+
+
+def cmd_host_show(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        host = reg.get_host(args.name)
+    _emit(args, {"host": host}, _fields(host, HOST_SHOW))
+    return EXIT_OK
+
+
+def cmd_host_edit(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        before = reg.total_changes
+        host = reg.update_host(args.name, **_given(args, HOST_OPTIONS, HOST_NULLABLE))
+        changed = reg.total_changes != before
+    _emit(args, {"changed": changed, "host": host},
+          [f"host {host['name']}: {'changed' if changed else 'unchanged'}", *_fields(host, HOST_SHOW)])
+    return EXIT_OK
+
+
+def cmd_host_remove(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        removed = reg.remove_host(args.name, cascade=args.cascade)
+    _emit(args, {"changed": True, "removed": removed}, _removed(removed))
+    return EXIT_OK
+
+
+# -- containers ----------------------------------------------------------------------------
+
+CONTAINER_OPTIONS = ("image", "profiles", "cpu", "memory", "disk", "ipv4", "notes")
+CONTAINER_NULLABLE = ("cpu", "memory", "disk")
+
+
+def _container_text(container: dict[str, Any]) -> list[str]:
+    shown = dict(container, limits=_limits(container))
+    return _fields(shown, ("name", "host", "image", "profiles", "limits", "ipv4", "status", "status_at",
+                           "projects", "notes", "created_at", "updated_at"))
+
+
+def cmd_container_add(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        container = reg.add_container(args.name, args.host, **_given(args, CONTAINER_OPTIONS))
+    _emit(args, {"changed": True, "container": container},
+          [f"added container {container['name']}", *_container_text(container)])
+    return EXIT_OK
+
+
+def cmd_container_list(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        containers = reg.list_containers(host=args.host)
+    _emit(args, {"containers": containers}, _table(containers, [
+        ("name", lambda c: c["name"]), ("host", lambda c: c["host"]), ("ipv4", lambda c: c["ipv4"]),
+        ("status", lambda c: c["status"]), ("image", lambda c: c["image"]), ("limits", _limits),
+        ("projects", lambda c: ",".join(c["projects"])),
+    ], "no containers: add one with `dpl container add NAME`"))
+    return EXIT_OK
+
+
+def cmd_container_show(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        container = reg.get_container(args.name)
+    _emit(args, {"container": container}, _container_text(container))
+    return EXIT_OK
+
+
+def cmd_container_edit(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        before = reg.total_changes
+        container = reg.update_container(args.name, **_given(args, CONTAINER_OPTIONS, CONTAINER_NULLABLE))
+        changed = reg.total_changes != before
+    _emit(args, {"changed": changed, "container": container},
+          [f"container {container['name']}: {'changed' if changed else 'unchanged'}",
+           *_container_text(container)])
+    return EXIT_OK
+
+
+def cmd_container_status(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        before = reg.get_container(args.name)
+        container = reg.set_container_status(args.name, args.status, ipv4=args.ipv4)
+    # status_at moves on every report; what changed is what LXD says.
+    changed = (container["status"], container["ipv4"]) != (before["status"], before["ipv4"])
+    _emit(args, {"changed": changed, "container": container},
+          f"container {container['name']}: {container['status']} at {container['ipv4']}")
+    return EXIT_OK
+
+
+def cmd_container_remove(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        removed = reg.remove_container(args.name, cascade=args.cascade)
+    _emit(args, {"changed": True, "removed": removed}, _removed(removed))
+    return EXIT_OK
+
+
+# -- projects ------------------------------------------------------------------------------
+
+PROJECT_SHOW = ("name", "container", "apps", "notes", "created_at", "updated_at")
+
+
+def cmd_project_add(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        project = reg.add_project(args.name, args.container, **_given(args, ("notes",)))
+    _emit(args, {"changed": True, "project": project},
+          [f"added project {project['name']}", *_fields(project, PROJECT_SHOW)])
+    return EXIT_OK
+
+
+def cmd_project_list(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        projects = reg.list_projects(container=args.container)
+    _emit(args, {"projects": projects}, _table(projects, [
+        ("name", lambda p: p["name"]), ("container", lambda p: p["container"]),
+        ("apps", lambda p: ",".join(p["apps"])),
+    ], "no projects: add one with `dpl project add NAME --container CONTAINER`"))
+    return EXIT_OK
+
+
+def cmd_project_show(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        project = reg.get_project(args.name)
+    _emit(args, {"project": project}, _fields(project, PROJECT_SHOW))
+    return EXIT_OK
+
+
+def cmd_project_edit(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        before = reg.total_changes
+        project = reg.update_project(args.name, container=args.container, **_given(args, ("notes",)))
+        changed = reg.total_changes != before
+    _emit(args, {"changed": changed, "project": project},
+          [f"project {project['name']}: {'changed' if changed else 'unchanged'}", *_fields(project, PROJECT_SHOW)])
+    return EXIT_OK
+
+
+def cmd_project_remove(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        removed = reg.remove_project(args.name, cascade=args.cascade)
+    _emit(args, {"changed": True, "removed": removed}, _removed(removed))
+    return EXIT_OK
+
+
+# -- apps ----------------------------------------------------------------------------------
+
+APP_OPTIONS = ("repo", "ref", "deploy_script", "start_command", "port", "health_path", "keep_releases",
+               "keep_backups", "notes")
+APP_NULLABLE = ("deploy_script",)
+
+
+def _app_text(app: dict[str, Any]) -> list[str]:
+    shown = dict(app, app=f"{app['project']}/{app['name']}")
+    lines = _fields(shown, ("app", "container", "host", "repo", "ref", "deploy_script", "start_command", "port",
+                            "domains", "health_path", "keep_releases", "keep_backups", "notes", "created_at",
+                            "updated_at"))
+    variables = [f"  {name}={value}" for name, value in app["env"].items()]
+    variables += [f"  {name}={SECRET_MASK} (secret)" for name in app["secret_env"]]
+    lines.append(f"{'env:':<16} {'-' if not variables else ''}".rstrip())
+    lines.extend(variables)
+    return lines
+
+
+def _load_request(source: str) -> Any:
+    try:
+        if source == "-":
+            text = sys.stdin.read()
+        else:
+            text = Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Failure(f"cannot read {source}: {exc}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = "standard input" if source == "-" else source
+        raise validation.ValidationError("request", where, f"is not valid JSON ({exc})") from None
+
+
+def cmd_app_add(args: argparse.Namespace) -> int:
+    if args.from_json is not None:
+        given = [option for option in (*APP_OPTIONS, "domains", "env", "secret") if getattr(args, option)]
+        if args.app or given:
+            args.parser.error("--from-json takes the whole app from the JSON document: give no APP or "
+                              f"other app options with it (got {', '.join(given) or args.app})")
+        request = registry.app_request(_load_request(args.from_json))
+        project, name, repo = request.pop("project"), request.pop("name"), request.pop("repo")
+        container = request.pop("container", None)
+        if args.container and container and args.container != container:
+            args.parser.error(f"--container {args.container} and the request's container {container} differ")
+        args.container = args.container or container
     else:
-        state = "created" if report["created"] else "migrated" if report["migrated"] else "up to date"
-        print(f"registry {path}: {state} (schema version {after})")
-    return 0
+        if not args.app or not args.repo:
+            args.parser.error("give PROJECT/APP and --repo URL, or --from-json FILE")
+        project, name = registry.split_app(args.app)
+        repo = args.repo
+        request = _given(args, APP_OPTIONS, APP_NULLABLE)
+        request.pop("repo")
+        request["domains"] = args.domains or []
+        request["env"] = _pairs(args.env, "env")
+        request["secret_env"] = _secrets(args.secret)
+    with _open(args) as reg:
+        app = reg.add_app(project, name, repo, container=args.container, **request)
+    _emit(args, {"changed": True, "app": app}, [f"added app {project}/{name}", *_app_text(app)])
+    return EXIT_OK
+
+
+def cmd_app_list(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        apps = reg.list_apps(project=args.project, container=args.container)
+    _emit(args, {"apps": apps}, _table(apps, [
+        ("app", lambda a: f"{a['project']}/{a['name']}"), ("container", lambda a: a["container"]),
+        ("port", lambda a: a["port"]), ("ref", lambda a: a["ref"]), ("domains", lambda a: ",".join(a["domains"])),
+        ("repo", lambda a: a["repo"]),
+    ], "no apps: add one with `dpl app add PROJECT/APP --repo URL`"))
+    return EXIT_OK
+
+
+def cmd_app_show(args: argparse.Namespace) -> int:
+    project, name = registry.split_app(args.app)
+    with _open(args) as reg:
+        app = reg.get_app(project, name)
+    _emit(args, {"app": app}, _app_text(app))
+    return EXIT_OK
+
+
+def cmd_app_edit(args: argparse.Namespace) -> int:
+    project, name = registry.split_app(args.app)
+    changes = _given(args, APP_OPTIONS, APP_NULLABLE)
+    with _open(args) as reg:
+        before = reg.get_app(project, name)
+        if args.domains is not None or args.add_domain or args.remove_domain:
+            domains = list(args.domains if args.domains is not None else before["domains"])
+            for domain in args.add_domain or []:
+                if domain not in domains:
+                    domains.append(domain)
+            for domain in args.remove_domain or []:
+                if domain not in domains:
+                    raise NotFound("domain", domain, f"app {project}/{name} serves "
+                                                     f"{', '.join(before['domains']) or 'no domains'}")
+                domains.remove(domain)
+            changes["domains"] = domains
+        written = reg.total_changes
+        app = reg.update_app(project, name, env=_pairs(args.env, "env"), secret_env=_secrets(args.secret),
+                             unset_env=args.unset_env or [], **changes)
+        changed = reg.total_changes != written
+    _emit(args, {"changed": changed, "app": app},
+          [f"app {project}/{name}: {'changed' if changed else 'unchanged'}", *_app_text(app)])
+    return EXIT_OK
+
+
+def cmd_app_remove(args: argparse.Namespace) -> int:
+    project, name = registry.split_app(args.app)
+    with _open(args) as reg:
+        removed = reg.remove_app(project, name)
+    _emit(args, {"changed": True, "removed": removed}, _removed(removed))
+    return EXIT_OK
+
+
+# -- jobs ----------------------------------------------------------------------------------
+
+
+def cmd_job_list(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        jobs = reg.list_jobs(app=args.app, project=args.project, container=args.container, status=args.status,
+                             kind=args.kind, limit=args.limit)
+    _emit(args, {"jobs": jobs}, _table(jobs, [
+        ("id", lambda j: j["id"]), ("kind", lambda j: j["kind"]), ("target", lambda j: j["target"]),
+        ("status", lambda j: j["status"]), ("who", lambda j: j["who"]), ("created", lambda j: j["created_at"]),
+        ("finished", lambda j: j["finished_at"]), ("commit", lambda j: (j["commit"] or "")[:12]),
+        ("summary", lambda j: (j["summary"] or "").splitlines()[0] if j["summary"] else ""),
+    ], "no jobs"))
+    return EXIT_OK
+
+
+def cmd_job_show(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
+        job = reg.get_job(args.id)
+    lines = _fields(job, ("id", "kind", "target", "container", "project", "who", "status", "created_at",
+                          "started_at", "finished_at", "commit", "summary"))
+    if job["changed"] is not None:
+        lines.append(f"{'changed:':<16} {json.dumps(job['changed'])}")
+    if job["log"]:
+        lines += ["log:", job["log"]]
+    _emit(args, {"job": job}, lines)
+    return EXIT_OK
+
+
+# -- the parser ----------------------------------------------------------------------------
+
+
+def _json_option() -> argparse.ArgumentParser:
+    # --json after the command as well as before it; SUPPRESS keeps the global value.
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print one JSON document (for scripts)")
+    return parent
+
+
+def _host_options(parser: argparse.ArgumentParser, edit: bool) -> None:
+    clear = " (an empty value clears it)" if edit else ""
+    parser.add_argument("--endpoint", help="LXD API: unix:, unix:/path/to/socket or https://host:8443"
+                        + ("" if edit else " (default unix:)"))
+    parser.add_argument("--client-cert", metavar="PATH", help="client certificate for an https endpoint" + clear)
+    parser.add_argument("--client-key", metavar="PATH", help="key of the client certificate" + clear)
+    parser.add_argument("--server-cert", metavar="PATH",
+                        help="the remote LXD's certificate, pinned" + clear)
+    parser.add_argument("--public-ipv4", metavar="ADDRESS", help="public address, for DNS records" + clear)
+    parser.add_argument("--nginx-sites-dir", metavar="DIR",
+                        help="nginx's sites-available directory (default /etc/nginx/sites-available)")
+    parser.add_argument("--bridge", metavar="NAME", help="the containers' bridge (default dplbr0)")
+    parser.add_argument("--bridge-ipv4", metavar="CIDR",
+                        help="the host's address on the bridge (default 10.210.0.1/24)")
+    parser.add_argument("--notes")
+
+
+def _container_options(parser: argparse.ArgumentParser, edit: bool) -> None:
+    clear = " (an empty value removes the limit)" if edit else ""
+    parser.add_argument("--image", help="LXD image alias (default dpl-base)")
+    parser.add_argument("--profile", dest="profiles", action="append", metavar="PROFILE",
+                        help="LXD profile, repeatable" + (" (replaces the list)" if edit else " (default: default)"))
+    parser.add_argument("--cpu", help="CPU limit: a number of CPUs or a set such as 0-1" + clear)
+    parser.add_argument("--memory", help="memory limit such as 1GiB" + clear)
+    parser.add_argument("--disk", help="root disk size such as 10GiB" + clear)
+    parser.add_argument("--ipv4", metavar="ADDRESS",
+                        help="fixed address on the host's bridge" + ("" if edit else " (default: the next free one)"))
+    parser.add_argument("--notes")
+
+
+def _app_options(parser: argparse.ArgumentParser, edit: bool) -> None:
+    parser.add_argument("--repo", metavar="URL", help="git repository: https://, ssh://, git://, file:// or "
+                                                      "user@host:path")
+    parser.add_argument("--ref", help="branch, tag or commit to deploy (default main)")
+    parser.add_argument("--deploy-script", metavar="SCRIPT",
+                        help="path in the repository or command run before the switch"
+                        + (" (an empty value clears it)" if edit else ""))
+    parser.add_argument("--start", dest="start_command", metavar="COMMAND",
+                        help="command that starts the app (default 'npm start')")
+    parser.add_argument("--port", help="port the app listens on, unique in its container (default 3000)")
+    parser.add_argument("--domain", dest="domains", action="append", metavar="DOMAIN",
+                        help="domain served by the app, repeatable" + (" (replaces the list)" if edit else ""))
+    parser.add_argument("--env", action="append", metavar="NAME=VALUE", help="environment variable, repeatable")
+    parser.add_argument("--secret", action="append", metavar="NAME[=VALUE]",
+                        help="secret variable, never shown back; without =VALUE it is prompted for "
+                             "(or read from standard input, one line per NAME)")
+    parser.add_argument("--health-path", metavar="PATH", help="URL path of the health check (default /)")
+    parser.add_argument("--keep-releases", metavar="N", help="releases kept for rollback (default 5)")
+    parser.add_argument("--keep-backups", metavar="N", help="backups kept (default 5)")
+    parser.add_argument("--notes")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dpl", description="DPL: many web apps on one LXD host.")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option = _json_option()
+    parser = argparse.ArgumentParser(
+        prog="dpl", description="DPL: many web apps on one LXD host. Edit the registry of hosts, "
+                                "containers, projects and apps, and list the jobs run against them.",
+        epilog="exit codes: 0 ok, 1 failure, 2 usage, 3 registry unusable, 4 value refused, 5 not found, "
+               "6 conflict. The registry is $DPL_REGISTRY, else ~/.local/share/dpl/registry.sqlite3.")
+    parser.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
+    parser.add_argument("--registry", metavar="PATH", help="the registry file (default: $DPL_REGISTRY, else "
+                                                           "~/.local/share/dpl/registry.sqlite3)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    init = commands.add_parser("init", help="create or migrate the registry")
-    init.set_defaults(func=cmd_init)
+
+    def command(group: argparse._SubParsersAction, name: str, func: Callable, summary: str,
+                **kwargs: Any) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                               parents=[json_option], **kwargs)
+        sub.set_defaults(func=func, parser=sub)
+        return sub
+
+    init = command(commands, "init", cmd_init, "create or migrate the registry and record this machine "
+                                               "as the host 'local'")
+    init.add_argument("--bridge", metavar="NAME", help="the local host's container bridge")
+    init.add_argument("--bridge-ipv4", metavar="CIDR", help="the local host's address on the bridge")
+    init.add_argument("--public-ipv4", metavar="ADDRESS", help="the local host's public address")
+
+    hosts = commands.add_parser("host", help="LXD hosts").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    sub = command(hosts, "add", cmd_host_add, "record an LXD host")
+    sub.add_argument("name")
+    _host_options(sub, edit=False)
+    command(hosts, "list", cmd_host_list, "list the hosts")
+    command(hosts, "show", cmd_host_show, "show a host").add_argument("name")
+    sub = command(hosts, "edit", cmd_host_edit, "change a host")
+    sub.add_argument("name")
+    _host_options(sub, edit=True)
+    sub = command(hosts, "remove", cmd_host_remove, "remove a host's record")
+    sub.add_argument("name")
+    sub.add_argument("--cascade", action="store_true", help="also remove its containers, projects and apps")
+
+    containers = commands.add_parser("container", help="LXD containers").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    sub = command(containers, "add", cmd_container_add, "record a container")
+    sub.add_argument("name")
+    sub.add_argument("--host", default="local", help="the LXD host it runs on (default local)")
+    _container_options(sub, edit=False)
+    command(containers, "list", cmd_container_list, "list the containers").add_argument(
+        "--host", help="only this host's")
+    command(containers, "show", cmd_container_show, "show a container").add_argument("name")
+    sub = command(containers, "edit", cmd_container_edit, "change a container")
+    sub.add_argument("name")
+    _container_options(sub, edit=True)
+    sub = command(containers, "set-status", cmd_container_status,
+                  "record a container's status as LXD reports it (used by the container playbooks)")
+    sub.add_argument("name")
+    sub.add_argument("status", help="Running, Stopped, absent, ...")
+    sub.add_argument("--ipv4", metavar="ADDRESS", help="the address it has")
+    sub = command(containers, "remove", cmd_container_remove, "remove a container's record")
+    sub.add_argument("name")
+    sub.add_argument("--cascade", action="store_true", help="also remove its projects and apps")
+
+    projects = commands.add_parser("project", help="projects (in containers)").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    sub = command(projects, "add", cmd_project_add, "record a project")
+    sub.add_argument("name")
+    sub.add_argument("--container", required=True, help="the container it lives in")
+    sub.add_argument("--notes")
+    command(projects, "list", cmd_project_list, "list the projects").add_argument(
+        "--container", help="only this container's")
+    command(projects, "show", cmd_project_show, "show a project").add_argument("name")
+    sub = command(projects, "edit", cmd_project_edit, "change a project")
+    sub.add_argument("name")
+    sub.add_argument("--container", help="move the record to this container (deploy again afterwards)")
+    sub.add_argument("--notes")
+    sub = command(projects, "remove", cmd_project_remove, "remove a project's record")
+    sub.add_argument("name")
+    sub.add_argument("--cascade", action="store_true", help="also remove its apps")
+
+    apps = commands.add_parser("app", help="apps (in projects)").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    sub = command(apps, "add", cmd_app_add, "record an app",
+                  epilog='--from-json reads the seed\'s request shape: {"name": "web", "project": "shop", '
+                         '"repo": "https://...", "ref": "main", "port": 3000, "domain": "shop.example.com", '
+                         '"start": "npm start", "env": {"NODE_ENV": "production", "DB_PASSWORD": '
+                         '{"value": "...", "secret": true}}}')
+    sub.add_argument("app", nargs="?", metavar="PROJECT/APP")
+    sub.add_argument("--from-json", metavar="FILE", help="read the app from a JSON file ('-': standard input)")
+    sub.add_argument("--container", help="create the project in this container if it does not exist yet")
+    _app_options(sub, edit=False)
+    sub = command(apps, "list", cmd_app_list, "list the apps")
+    sub.add_argument("--project", help="only this project's")
+    sub.add_argument("--container", help="only this container's")
+    command(apps, "show", cmd_app_show, "show an app (secret values masked)").add_argument(
+        "app", metavar="PROJECT/APP")
+    sub = command(apps, "edit", cmd_app_edit, "change an app")
+    sub.add_argument("app", metavar="PROJECT/APP")
+    _app_options(sub, edit=True)
+    sub.add_argument("--add-domain", action="append", metavar="DOMAIN", help="add a domain, repeatable")
+    sub.add_argument("--remove-domain", action="append", metavar="DOMAIN", help="remove a domain, repeatable")
+    sub.add_argument("--unset-env", action="append", metavar="NAME", help="remove a variable, repeatable")
+    command(apps, "remove", cmd_app_remove, "remove an app's record").add_argument("app", metavar="PROJECT/APP")
+
+    jobs = commands.add_parser("job", help="the history of jobs").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    sub = command(jobs, "list", cmd_job_list, "list jobs, newest first")
+    sub.add_argument("--app", metavar="PROJECT/APP", help="only this app's")
+    sub.add_argument("--project", help="only this project's (and its apps')")
+    sub.add_argument("--container", help="only this container's (and its projects' and apps')")
+    sub.add_argument("--status", action="append", choices=registry.JOB_STATUSES, help="repeatable")
+    sub.add_argument("--kind", help="deploy, rollback, container-create, ...")
+    sub.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    sub = command(jobs, "show", cmd_job_show, "show a job with its log")
+    sub.add_argument("id", type=int)
     return parser
+
+
+def _fail(args: argparse.Namespace, code: int, error: str, message: str, **details: Any) -> int:
+    print(f"dpl: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"error": dict({"type": error, "message": message}, **details)}, indent=2))
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has already explained
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return args.func(args)
-    except registry.RegistryError as exc:
-        print(f"dpl: {exc}", file=sys.stderr)
-        return 3
+    except SystemExit as exc:  # args.parser.error() in a command: usage
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except validation.ValidationError as exc:
+        value = exc.value if isinstance(exc.value, str | int | float | bool | type(None)) else repr(exc.value)
+        return _fail(args, EXIT_INVALID, "invalid", f"{exc} (nothing was changed)",
+                     field=exc.field, value=value, rule=exc.rule)
+    except NotFound as exc:
+        return _fail(args, EXIT_NOT_FOUND, "not_found", str(exc), kind=exc.kind, name=exc.name)
+    except Conflict as exc:
+        return _fail(args, EXIT_CONFLICT, "conflict", f"{exc} (nothing was changed)")
+    except RegistryError as exc:
+        return _fail(args, EXIT_REGISTRY, "registry", str(exc))
+    except Failure as exc:
+        return _fail(args, EXIT_FAILURE, "failure", str(exc))
 
 
 if __name__ == "__main__":

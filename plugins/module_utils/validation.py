@@ -8,7 +8,15 @@ the CLI, the JSON API, the web forms, the inventory plugin and the modules all c
 same functions. Each returns the value in its canonical form or raises
 :class:`ValidationError`, whose message names the field, the (quoted) value and the rule.
 
-Standard library only: modules import this on the managed host.
+The rules are deliberately narrower than what the underlying tools accept wherever the
+extra room is only useful to an attacker: a value that can never contain a newline, a
+brace, a quote or a leading '-' cannot break out of the nginx file, the YAML, the shell
+line or the argument list it ends up in, whatever the code that writes it forgets.
+
+Patterns are matched with ``fullmatch``: ``re.match(r"^...$")`` would accept a trailing
+newline, because ``$`` also matches just before one.
+
+Standard library only, Python 3.8 syntax: modules import this on the managed host.
 """
 
 from __future__ import annotations
@@ -21,17 +29,32 @@ __all__ = [
     "app_name", "name", "container_name", "domain", "domains", "repo_url", "git_ref", "port",
     "relative_path", "url_path", "env_name", "env_value", "command", "ipv4", "lxd_endpoint",
     "size", "cpu_limit", "count", "text",
+    "names", "env", "absolute_path", "ipv4_interface", "interface_name", "image", "token", "line",
+    "choice", "commit", "output",
 ]
 
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_SIZE = re.compile(r"^[1-9][0-9]{0,12}(B|kB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_SIZE = re.compile(r"[1-9][0-9]{0,12}(?:B|kB|MB|GB|TB|KiB|MiB|GiB|TiB)")
 _SCP_LIKE = re.compile(
-    r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*@)?(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*):(?P<path>[^\\]+)$")
-_URL = re.compile(r"^(?P<scheme>https|ssh|git|file)://(?P<authority>[^/?#\s]*)(?P<path>/[^\s]*)?$")
+    r"(?:[A-Za-z0-9][A-Za-z0-9._-]*@)?(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*):(?P<path>[^\\]+)")
+_URL = re.compile(r"(?P<scheme>https|ssh|git|file)://(?P<authority>[^/?#\s]*)(?P<path>/\S*)?")
 _HOST = re.compile(
-    r"^(?:[A-Za-z0-9][A-Za-z0-9._~-]*@)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*)(?::[0-9]{1,5})?$")
+    r"(?:[A-Za-z0-9][A-Za-z0-9._~-]*@)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*)(?::[0-9]{1,5})?")
+# Characters a path may hold: enough for any real file name in a repository, and none that
+# a shell, a template engine or a config file gives a meaning to.
+_PATH = re.compile(r"[A-Za-z0-9._+@=,/-]+")
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+_COMMIT = re.compile(r"[0-9a-f]{4,64}")
+_HTTPS_ENDPOINT = re.compile(r"https://([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?/?")
+# What a shell, a Jinja template or an nginx file would read as syntax.
+_SHELL_META = "\"'`$;|&<>(){}\\!"
+_DIGITS = "0123456789"
+
+# Names that would mean something else to Ansible if a container were called that.
+_RESERVED_CONTAINER_NAMES = ("localhost",)
 
 
 class ValidationError(ValueError):
@@ -58,6 +81,16 @@ def _string(field, value, max_length=None):
     return value
 
 
+def _ascii_digits(value):
+    return isinstance(value, str) and value != "" and all(ch in _DIGITS for ch in value)
+
+
+def _no_shell_meta(field, value):
+    found = sorted(set(ch for ch in value if ch in _SHELL_META))
+    if found:
+        raise ValidationError(field, value, "must not contain any of %s" % " ".join(found))
+
+
 def name(value, field="name"):
     """A DPL object name: an RFC 1123 label.
 
@@ -66,7 +99,7 @@ def name(value, field="name"):
     unit name part, a DNS label and an nginx token.
     """
     _string(field, value)
-    if not _LABEL.match(value):
+    if not _LABEL.fullmatch(value):
         raise ValidationError(
             field, value,
             "use 1-63 lower-case letters, digits and '-', not starting or ending with '-'")
@@ -78,11 +111,29 @@ def app_name(value, field="app"):
 
 
 def container_name(value, field="container"):
-    """An LXD instance name: a :func:`name` that does not start with a digit (LXD's rule)."""
+    """An LXD instance name: a :func:`name` that does not start with a digit (LXD's rule).
+
+    'localhost' is refused too: it is also the name of Ansible's implicit local host.
+    """
     name(value, field)
     if value[0].isdigit():
         raise ValidationError(field, value, "LXD instance names cannot start with a digit")
+    if value in _RESERVED_CONTAINER_NAMES:
+        raise ValidationError(field, value, "is reserved (Ansible's name for this machine)")
     return value
+
+
+def names(values, field="names"):
+    """A list of distinct :func:`name` values (LXD profiles, for example)."""
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise ValidationError(field, values, "must be a list of names")
+    seen = []
+    for index, value in enumerate(values):
+        checked = name(value, "%s[%d]" % (field, index))
+        if checked in seen:
+            raise ValidationError(field, value, "is listed twice")
+        seen.append(checked)
+    return seen
 
 
 def domain(value, field="domain", wildcard=False):
@@ -90,7 +141,7 @@ def domain(value, field="domain", wildcard=False):
 
     At most 253 characters, at least two labels, each an RFC 1123 label; the last is not
     all digits (so an IPv4 address is not a domain). With ``wildcard``, the first label
-    may be '*'.
+    may be '*'. International names are written in punycode (xn--...).
     """
     _string(field, value, 253)
     if value != value.lower():
@@ -105,11 +156,11 @@ def domain(value, field="domain", wildcard=False):
         if len(labels) < 2:
             raise ValidationError(field, value, "a wildcard needs a parent domain such as *.example.com")
     for label in labels:
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise ValidationError(
                 field, value,
-                "each label must be 1-63 lower-case letters, digits and '-', not starting or "
-                "ending with '-'")
+                "each label must be 1-63 lower-case ASCII letters, digits and '-', not starting or "
+                "ending with '-' (write international names in punycode)")
     if labels[-1].isdigit():
         raise ValidationError(field, value, "the top-level label cannot be all digits")
     return value
@@ -131,8 +182,9 @@ def domains(values, field="domains", wildcard=False):
 def repo_url(value, field="repo"):
     """A git repository URL: https://, ssh://, git://, file:// or scp-like user@host:path.
 
-    Never starts with '-' (git would read it as an option), has no whitespace or control
-    characters, and no credentials in https URLs (they would end up in logs).
+    Never starts with '-' (git would read it as an option), is printable ASCII with no
+    whitespace, quotes, braces or shell metacharacters, and has no credentials in https
+    URLs (they would end up in logs).
     """
     _string(field, value, 2048)
     if not value:
@@ -141,7 +193,10 @@ def repo_url(value, field="repo"):
         raise ValidationError(field, value, "must not start with '-'")
     if _CONTROL.search(value) or any(ch.isspace() for ch in value):
         raise ValidationError(field, value, "must not contain spaces or control characters")
-    match = _URL.match(value)
+    if not value.isascii():
+        raise ValidationError(field, value, "must be ASCII (write international host names in punycode)")
+    _no_shell_meta(field, value)
+    match = _URL.fullmatch(value)
     if match:
         scheme, authority = match.group("scheme"), match.group("authority")
         if scheme == "file":
@@ -153,13 +208,13 @@ def repo_url(value, field="repo"):
             raise ValidationError(field, value,
                                   "credentials in https URLs would be logged: use a deploy key "
                                   "(ssh) or a git credential helper")
-        if not authority or not _HOST.match(authority):
+        if not authority or not _HOST.fullmatch(authority):
             raise ValidationError(field, value, "the URL needs a valid host")
         _no_dotdot(field, value, match.group("path") or "")
         return value
     if "://" in value:
         raise ValidationError(field, value, "the scheme must be https, ssh, git or file")
-    match = _SCP_LIKE.match(value)
+    match = _SCP_LIKE.fullmatch(value)
     if match and ("." in match.group("host") or match.group("host") == "localhost"):
         _no_dotdot(field, value, match.group("path"))
         return value
@@ -173,12 +228,17 @@ def _no_dotdot(field, value, path):
 
 
 def git_ref(value, field="ref"):
-    """A branch, tag or commit, by git's check-ref-format rules, never starting with '-'."""
+    """A branch, tag or commit, by git's check-ref-format rules, never starting with '-'.
+
+    DPL is stricter than git in one way: a ref is printable ASCII without quotes, braces
+    or shell metacharacters, so it is safe in a log line, a shell word and a template.
+    """
     _string(field, value, 255)
     rules = (
         (not value, "must not be empty"),
         (value.startswith("-"), "must not start with '-'"),
         (_CONTROL.search(value) is not None, "must not contain control characters"),
+        (not value.isascii(), "must be ASCII"),
         (any(ch in value for ch in " ~^:?*[\\"), "must not contain spaces or any of ~ ^ : ? * [ \\"),
         (".." in value, "must not contain '..'"),
         ("@{" in value, "must not contain '@{'"),
@@ -190,6 +250,7 @@ def git_ref(value, field="ref"):
     for broken, rule in rules:
         if broken:
             raise ValidationError(field, value, rule)
+    _no_shell_meta(field, value)
     for component in value.split("/"):
         if component.startswith("."):
             raise ValidationError(field, value, "no part between slashes may start with '.'")
@@ -198,11 +259,19 @@ def git_ref(value, field="ref"):
     return value
 
 
+def commit(value, field="commit"):
+    """A full or abbreviated git commit id: 4 to 64 lower-case hexadecimal digits."""
+    _string(field, value, 64)
+    if not _COMMIT.fullmatch(value):
+        raise ValidationError(field, value, "must be 4-64 lower-case hexadecimal digits")
+    return value
+
+
 def port(value, field="port"):
     """A TCP port, 1 to 65535."""
     if isinstance(value, bool):
         raise ValidationError(field, value, "must be a whole number from 1 to 65535")
-    if isinstance(value, str) and value.isdigit():
+    if _ascii_digits(value) and len(value) <= 5:
         value = int(value)
     if not isinstance(value, int) or not 1 <= value <= 65535:
         raise ValidationError(field, value, "must be a whole number from 1 to 65535")
@@ -211,7 +280,7 @@ def port(value, field="port"):
 
 def count(value, field, minimum=0, maximum=1000):
     """A whole number within bounds (releases to keep, backups to keep, timeouts)."""
-    if isinstance(value, str) and value.isdigit():
+    if _ascii_digits(value) and len(value) <= 18:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         raise ValidationError(field, value, "must be a whole number from %d to %d" % (minimum, maximum))
@@ -219,7 +288,11 @@ def count(value, field, minimum=0, maximum=1000):
 
 
 def relative_path(value, field="path"):
-    """A path relative to an app's release: no leading '/', no '..', no NUL or newline."""
+    """A path relative to an app's release: no leading '/', no '..', no NUL or newline.
+
+    Only letters, digits and ``. _ + @ = , / -`` are allowed, so the path is one word in
+    any shell and means nothing to a template engine.
+    """
     _string(field, value, 1024)
     if not value:
         raise ValidationError(field, value, "must not be empty")
@@ -230,6 +303,25 @@ def relative_path(value, field="path"):
     if value.startswith("-"):
         raise ValidationError(field, value, "must not start with '-'")
     _no_dotdot(field, value, value)
+    if not _PATH.fullmatch(value):
+        raise ValidationError(field, value, "use only ASCII letters, digits and . _ + @ = , / -")
+    return value
+
+
+def absolute_path(value, field="path"):
+    """An absolute path on a machine DPL manages: starts with '/', no '..', no NUL or newline.
+
+    The same characters as :func:`relative_path`: certificate files, nginx's site
+    directory and the like never need more, and such a path is safe unquoted anywhere.
+    """
+    _string(field, value, 1024)
+    if _CONTROL.search(value):
+        raise ValidationError(field, value, "must not contain control characters (NUL, newline, ...)")
+    if not value.startswith("/"):
+        raise ValidationError(field, value, "must be absolute (start with '/')")
+    _no_dotdot(field, value, value)
+    if not _PATH.fullmatch(value):
+        raise ValidationError(field, value, "use only ASCII letters, digits and . _ + @ = , / -")
     return value
 
 
@@ -240,8 +332,9 @@ def url_path(value, field="health_path"):
         raise ValidationError(field, value, "must start with '/'")
     if any(not (0x21 <= ord(ch) <= 0x7E) for ch in value):
         raise ValidationError(field, value, "must be printable ASCII with no spaces")
-    if any(ch in value for ch in "\"'`{};$\\<>"):
-        raise ValidationError(field, value, "must not contain quotes, braces, ';', '$', '\\\\', '<' or '>'")
+    if any(ch in value for ch in "\"'`{};$\\<>|#"):
+        raise ValidationError(field, value,
+                              "must not contain quotes, braces, ';', '$', '\\\\', '<', '>', '|' or '#'")
     _no_dotdot(field, value, value.split("?", 1)[0])
     return value
 
@@ -249,20 +342,35 @@ def url_path(value, field="health_path"):
 def env_name(value, field="environment"):
     """An environment variable name: letters, digits and '_', not starting with a digit."""
     _string(field, value)
-    if not _ENV_NAME.match(value):
+    if not _ENV_NAME.fullmatch(value):
         raise ValidationError(field, value,
                               "variable names use letters, digits and '_' and do not start with a digit")
     return value
 
 
 def env_value(value, field="environment"):
-    """An environment variable value: any text on one line (no NUL, no newline)."""
+    """An environment variable value: any text on one line (no NUL, no newline).
+
+    Quotes, '$' and braces are allowed (passwords contain them): whatever writes the value
+    into a file quotes it for that file, and the inventory marks it unsafe for templates.
+    """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     _string(field, value, 32768)
     if "\x00" in value or "\n" in value or "\r" in value:
         raise ValidationError(field, value, "must be on one line (no NUL or newline)")
     return value
+
+
+def env(values, field="env"):
+    """A mapping of :func:`env_name` to :func:`env_value`; returns a new dict."""
+    if not isinstance(values, dict):
+        raise ValidationError(field, values, "must be a mapping of NAME to value")
+    checked = {}
+    for key, value in values.items():
+        env_name(key, "%s name" % field)
+        checked[key] = env_value(value, "%s[%s]" % (field, key))
+    return checked
 
 
 def command(value, field="command"):
@@ -286,6 +394,8 @@ def ipv4(value, field="ipv4", network=None):
     """A single IPv4 address, inside ``network`` (CIDR) when given, not its network or broadcast."""
     _string(field, value, 15)
     try:
+        if not value.isascii():
+            raise ValueError(value)
         address = ipaddress.IPv4Address(value)
     except ValueError:
         raise ValidationError(field, value, "must be an IPv4 address such as 10.210.0.10") from None
@@ -296,14 +406,64 @@ def ipv4(value, field="ipv4", network=None):
     return str(address)
 
 
+def ipv4_interface(value, field="bridge_ipv4"):
+    """An address with its prefix length, such as 10.210.0.1/24: a bridge's own address.
+
+    The prefix is 8 to 30 bits (a network with room for containers), and the address is a
+    host address of that network.
+    """
+    _string(field, value, 18)
+    address, _sep, prefix = value.partition("/")
+    if not _ascii_digits(prefix) or len(prefix) > 2 or not 8 <= int(prefix) <= 30:
+        raise ValidationError(field, value, "use an address and a prefix length of 8-30, such as 10.210.0.1/24")
+    ipv4(address, field, network="%s/%s" % (address, prefix))
+    return str(ipaddress.IPv4Interface(value))
+
+
+def interface_name(value, field="bridge"):
+    """A Linux network interface name made of :func:`name` characters: at most 15 of them."""
+    name(value, field)
+    if len(value) > 15:
+        raise ValidationError(field, value, "network interface names are at most 15 characters")
+    return value
+
+
+def image(value, field="image"):
+    """An LXD image alias or fingerprint: ASCII letters, digits, '.', '_', '-' and '/'."""
+    _string(field, value, 255)
+    if not _IMAGE.fullmatch(value) or ".." in value.split("/") or "//" in value:
+        raise ValidationError(
+            field, value,
+            "use ASCII letters, digits, '.', '_', '-' and '/', starting with a letter or digit")
+    return value
+
+
+def token(value, field="status", max_length=64):
+    """A one-word status or keyword such as Running: ASCII letters, digits, '.', '_', '-'."""
+    _string(field, value, max_length)
+    if not _TOKEN.fullmatch(value):
+        raise ValidationError(field, value,
+                              "use one word of ASCII letters, digits, '.', '_' and '-'")
+    return value
+
+
+def choice(value, field, choices):
+    """One of ``choices``; the message lists them."""
+    if value not in choices:
+        raise ValidationError(field, value, "must be one of %s" % ", ".join(choices))
+    return value
+
+
 def lxd_endpoint(value, field="endpoint"):
     """Where an LXD API answers: 'unix:', 'unix:/path/to/socket' or 'https://host[:port]'."""
     _string(field, value, 1024)
     if _CONTROL.search(value) or any(ch.isspace() for ch in value):
         raise ValidationError(field, value, "must not contain spaces or control characters")
-    if value == "unix:" or (value.startswith("unix:/") and ".." not in value.split("/")):
+    if value == "unix:":
         return value
-    match = re.match(r"^https://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?/?$", value)
+    if value.startswith("unix:/") and _PATH.fullmatch(value[5:]) and ".." not in value.split("/"):
+        return value
+    match = _HTTPS_ENDPOINT.fullmatch(value)
     if match and (match.group(2) is None or 1 <= int(match.group(2)) <= 65535):
         return value.rstrip("/")
     raise ValidationError(field, value, "use unix:, unix:/path/to/unix.socket or https://host:8443")
@@ -312,7 +472,7 @@ def lxd_endpoint(value, field="endpoint"):
 def size(value, field="size"):
     """An LXD size such as 512MB or 2GiB."""
     _string(field, value, 20)
-    if not _SIZE.match(value):
+    if not _SIZE.fullmatch(value):
         raise ValidationError(field, value, "use a number and a unit: 512MB, 2GiB, 20GB")
     return value
 
@@ -322,17 +482,43 @@ def cpu_limit(value, field="cpu"):
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     _string(field, value, 64)
-    if re.match(r"^[1-9][0-9]{0,2}$", value) and int(value) <= 512:
+    if re.fullmatch(r"[1-9][0-9]{0,2}", value) and int(value) <= 512:
         return value
-    if re.match(r"^[0-9]{1,3}(-[0-9]{1,3})?(,[0-9]{1,3}(-[0-9]{1,3})?)*$", value) and (
+    if re.fullmatch(r"[0-9]{1,3}(?:-[0-9]{1,3})?(?:,[0-9]{1,3}(?:-[0-9]{1,3})?)*", value) and (
             "," in value or "-" in value):
         return value
     raise ValidationError(field, value, "use a number of CPUs (2) or a CPU set (0-1, 0,2)")
 
 
-def text(value, field="notes", max_length=4000):
-    """Free text for humans (notes): any printable text, newlines and tabs allowed."""
+def line(value, field="summary", max_length=200):
+    """One line of printable text for humans (who started a job, a short summary)."""
     _string(field, value, max_length)
+    if _CONTROL.search(value):
+        raise ValidationError(field, value, "must be one line with no control characters")
+    return value
+
+
+def text(value, field="notes", max_length=4000):
+    """Free text for humans (notes): any printable text, newlines and tabs allowed.
+
+    Windows line ends (what browsers send from a textarea) become plain newlines.
+    """
+    _string(field, value, max_length)
+    value = value.replace("\r\n", "\n")
     if _CONTROL.search(value.replace("\n", " ").replace("\t", " ")):
         raise ValidationError(field, value, "must not contain control characters")
+    return value
+
+
+def output(value, field="log", max_length=16 * 1024 * 1024):
+    """Program output kept for humans (a job's log): any text, as programs write it.
+
+    It is not user input and may hold colour codes and carriage returns, so nothing is
+    refused but non-text: NUL characters are dropped, and an over-long log keeps its last
+    ``max_length`` characters (where the error usually is).
+    """
+    _string(field, value)
+    value = value.replace("\x00", "")
+    if len(value) > max_length:
+        value = value[-max_length:]
     return value

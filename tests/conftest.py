@@ -9,6 +9,7 @@ containers on DPL's own bridge (NAT and routing off).
 from __future__ import annotations
 
 import os
+import re
 import uuid
 
 import pytest
@@ -20,10 +21,43 @@ BASE_IMAGE = os.environ.get("DPL_TEST_IMAGE", "dpl-base")
 SETUP_HINT = "run scripts/setup (as root) to install and start LXD and build the base image"
 
 
-def _sweep(client: lxd.LXDClient) -> None:
-    for name in client.instance_names():
-        if name.startswith(TEST_PREFIX):
-            delete_instance(client, name)
+# Test containers carry the pid of the pytest process that made them, so a sweep removes
+# what a killed run left behind but never the containers of a run still going (two test
+# sessions may share this machine's LXD).
+OWNER_KEY = "user.dpltest.owner"
+UNOWNED_GRACE = 900  # seconds: containers made by modules under test carry no owner
+
+
+def _owner_alive(owner: str) -> bool:
+    try:
+        os.kill(int(owner), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep(client: lxd.LXDClient, everything_mine: bool = False) -> None:
+    import datetime
+
+    now = datetime.datetime.now(datetime.UTC)
+    for instance in client.get("/1.0/instances", {"recursion": 1}):
+        name = instance["name"]
+        if not name.startswith(TEST_PREFIX):
+            continue
+        owner = (instance.get("config") or {}).get(OWNER_KEY)
+        if owner:
+            stale = not _owner_alive(owner) or (everything_mine and owner == str(os.getpid()))
+        else:
+            # LXD gives nanoseconds; fromisoformat takes at most microseconds.
+            stamp = re.sub(r"(\.\d{6})\d*", r"\1", instance["created_at"]).replace("Z", "+00:00")
+            stale = (now - datetime.datetime.fromisoformat(stamp)).total_seconds() > UNOWNED_GRACE
+        if stale:
+            try:
+                delete_instance(client, name)
+            except lxd.LXDError:
+                pass  # busy or already going: the next sweep gets it
 
 
 def delete_instance(client: lxd.LXDClient, name: str) -> None:
@@ -48,7 +82,7 @@ def lxd_client():
         pytest.exit(f"LXD is not reachable ({exc}): {SETUP_HINT}", returncode=3)
     _sweep(client)
     yield client
-    _sweep(client)
+    _sweep(client, everything_mine=True)
     client.close()
 
 
@@ -66,7 +100,7 @@ class ContainerFactory:
             "name": name,
             "source": {"type": "image", "alias": BASE_IMAGE},
             "profiles": profiles or ["default"],
-            "config": config or {},
+            "config": dict(config or {}, **{OWNER_KEY: str(os.getpid())}),
             "devices": devices or {},
         }
         self.names.append(name)

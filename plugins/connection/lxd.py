@@ -171,6 +171,7 @@ from ansible.plugins.connection import ConnectionBase
 from ansible.utils.display import Display
 
 from ansible_collections.dpl.platform.plugins.plugin_utils.lxd_session import (
+    SessionBroken,
     SessionClient,
     SessionUnavailable,
 )
@@ -300,6 +301,9 @@ class Connection(ConnectionBase):
                 return session.run(argv, environment, home, uid, gid, in_data)
             except SessionUnavailable as exc:
                 display.vvv("no session (%s): one LXD exec for this command" % exc, host=self._instance)
+            except SessionBroken as exc:
+                # The command may have run: running it again could repeat a deploy.
+                raise AnsibleConnectionFailure("LXD instance %r: %s" % (self._instance, exc)) from None
         lxd = _lxd()
         try:
             return self.client.execute(self._instance, argv, stdin=in_data, environment=environment,

@@ -31,22 +31,45 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 REQUEST_HEAD = struct.Struct("!II")
 REPLY_HEAD = struct.Struct("!III")
 
 # Runs inside the instance, as root, under the instance's own python3.
+#
+# Each command runs under a small sh guard, in a process group of its own. When the runner
+# dies (LXD SIGKILLs it when the broker's connection drops), the kernel sends the guard
+# SIGTERM (PR_SET_PDEATHSIG), and the guard takes the whole group down: no module or
+# deploy script keeps running with nobody waiting for it. The guard re-opens stdin for
+# the command (sh would give a background job /dev/null).
+GUARD = (
+    "exec 3<&0; "
+    "trap 'trap \"\" TERM INT; kill -TERM 0 2>/dev/null; sleep 2; kill -KILL 0 2>/dev/null' TERM INT; "
+    '"$@" <&3 3<&- & wait $!'
+)
+
 RUNNER = r'''
-import json, os, signal, struct, subprocess, sys
+import ctypes, json, os, signal, struct, subprocess, sys, time
 inp, out = sys.stdin.buffer, sys.stdout.buffer
+libc = ctypes.CDLL(None, use_errno=True)
+runner_pid = os.getpid()
+GUARD = %r
 current = []
 def stop(signum, frame):
-    for child in current:
-        try:
-            os.killpg(child.pid, signal.SIGKILL)
-        except OSError:
-            pass
+    # TERM first, so a module can stop what it started (a deploy script); then KILL.
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for child in current:
+            try:
+                os.killpg(child.pid, sig)
+            except OSError:
+                pass
+        if sig == signal.SIGTERM and current:
+            for _ in range(30):
+                if current[0].poll() is not None:
+                    break
+                time.sleep(0.1)
     os._exit(1)
 signal.signal(signal.SIGTERM, stop)
 def read(n):
@@ -62,29 +85,37 @@ while True:
     req = json.loads(read(hlen))
     data = read(slen)
     uid, gid = req.get("uid") or 0, req.get("gid") or 0
-    def drop(uid=uid, gid=gid):
+    def prepare(uid=uid, gid=gid):
         if uid or gid:
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG, after the credential change
+        if os.getppid() != runner_pid:
+            os._exit(1)  # the runner died before the line above
     try:
-        child = subprocess.Popen(req["argv"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, cwd=req.get("cwd") or "/", env=req["env"],
-                                 preexec_fn=drop, start_new_session=True)
+        child = subprocess.Popen(["/bin/sh", "-c", GUARD, "dpl-guard"] + req["argv"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=req.get("cwd") or "/",
+                                 env=req["env"], preexec_fn=prepare, start_new_session=True)
         current[:] = [child]
         o, e = child.communicate(data)
         rc = child.returncode
     except OSError as exc:
-        rc, o, e = 127, b"", ("dpl session: %s\n" % exc).encode()
+        rc, o, e = 127, b"", ("dpl session: %%s\n" %% exc).encode()
     current[:] = []
     head = json.dumps({"rc": rc}).encode()
     out.write(struct.pack("!III", len(head), len(o), len(e)) + head + o + e)
     out.flush()
-'''
+''' % GUARD
 
 
 class SessionUnavailable(Exception):
-    """No session can serve this command: run it with a plain LXD exec instead."""
+    """No session can serve this command, and it has not run: use a plain LXD exec."""
+
+
+class SessionBroken(Exception):
+    """The session failed after the command was handed over: it may have run, so it
+    must not be run again."""
 
 
 def _recv_exact(sock, size):
@@ -103,11 +134,22 @@ def encode_request(argv, env, cwd, uid, gid, stdin):
     return REQUEST_HEAD.pack(len(head), len(stdin)) + head + stdin
 
 
+_CODE_VERSION = []
+
+
+def _code_version():
+    """Hash of this file: a broker started by older code is never reused by newer code."""
+    if not _CODE_VERSION:
+        with open(os.path.abspath(__file__), "rb") as handle:
+            _CODE_VERSION.append(hashlib.sha256(handle.read()).hexdigest()[:16])
+    return _CODE_VERSION[0]
+
+
 def session_socket_path(control_dir, broker_args):
     """One session per everything that decides where commands run and whom LXD trusts:
     endpoint, project, instance, user, and the certificates (a different pinned server
     certificate must never reuse a session opened under another)."""
-    identity = dict(broker_args)
+    identity = dict(broker_args, broker_code=_code_version())
     for option in ("client_cert", "client_key", "server_cert"):
         if identity.get(option):
             try:
@@ -181,30 +223,40 @@ class SessionClient:
             log.close()
 
     def run(self, argv, env, cwd, uid, gid, stdin):
-        """Run one command; return (rc, stdout, stderr) or raise SessionUnavailable."""
+        """Run one command; return (rc, stdout, stderr).
+
+        Raises SessionUnavailable when the command certainly did not run (the caller may
+        run it another way), SessionBroken when it may have.
+        """
         try:
             sock = self.connect()
         except OSError as exc:
             raise SessionUnavailable(str(exc)) from None
         try:
-            sock.sendall(encode_request(argv, env, cwd, uid, gid, stdin or b""))
-            hlen, olen, elen = REPLY_HEAD.unpack(_recv_exact(sock, REPLY_HEAD.size))
-            head = json.loads(_recv_exact(sock, hlen))
-            stdout = _recv_exact(sock, olen)
-            stderr = _recv_exact(sock, elen)
-        except (OSError, EOFError, ValueError) as exc:
-            raise SessionUnavailable("session broken: %s" % exc) from None
+            try:
+                sock.sendall(encode_request(argv, env, cwd, uid, gid, stdin or b""))
+            except OSError as exc:
+                raise SessionUnavailable("the session broker went away: %s" % exc) from None
+            try:
+                hlen, olen, elen = REPLY_HEAD.unpack(_recv_exact(sock, REPLY_HEAD.size))
+                head = json.loads(_recv_exact(sock, hlen))
+                stdout = _recv_exact(sock, olen)
+                stderr = _recv_exact(sock, elen)
+            except (OSError, EOFError, ValueError) as exc:
+                raise SessionBroken("the session broke while the command ran: %s" % exc) from None
         finally:
             sock.close()
         if "error" in head:
-            raise SessionUnavailable(head["error"])
+            if head.get("not_run"):
+                raise SessionUnavailable(head["error"])
+            raise SessionBroken(head["error"])
         return head["rc"], stdout, stderr
 
 
 # -- the broker -----------------------------------------------------------------------
 
 def serve(raw_args):
-    """Broker main loop: one exec of RUNNER, requests served one at a time."""
+    """Broker main loop: a thread per request, each served by a runner from the pool."""
     from ansible_collections.dpl.platform.plugins.module_utils import lxd
 
     args = json.loads(raw_args)
@@ -220,23 +272,91 @@ def serve(raw_args):
     finally:
         os.umask(old_umask)
     listener.listen(16)
-    client = lxd.LXDClient(endpoint=args["endpoint"], client_cert=args.get("client_cert"),
-                           client_key=args.get("client_key"), server_cert=args.get("server_cert"),
-                           project=args.get("project"), timeout=args.get("timeout", 30))
+
+    def open_runner():
+        client = lxd.LXDClient(endpoint=args["endpoint"], client_cert=args.get("client_cert"),
+                               client_key=args.get("client_key"), server_cert=args.get("server_cert"),
+                               project=args.get("project"), timeout=args.get("timeout", 30))
+        try:
+            return client.open_exec(args["instance"], ["python3", "-c", RUNNER])
+        finally:
+            client.close()  # the exec's own websockets stay open
+
+    pool = RunnerPool(open_runner, lxd.LXDError)
     try:
-        runner = client.open_exec(args["instance"], ["python3", "-c", RUNNER])
+        pool.release(pool.acquire())  # the first runner, now: a broken instance fails fast
     except lxd.LXDError as exc:
         _refuse_all(listener, "cannot start a session in %s: %s" % (args["instance"], exc))
         os.unlink(path)
+        _remove_quiet_files(path)
         return
     try:
-        _serve_requests(listener, runner, args["idle"])
+        _serve_requests(listener, pool, args["idle"])
     finally:
         # Unlink first, so no new worker connects to a broker that is going away.
         if os.path.exists(path):
             os.unlink(path)
+        pool.close()
+        _remove_quiet_files(path)
+
+
+def _remove_quiet_files(path):
+    """Drop the start lock, and the log when nothing was logged."""
+    for extra in (".lock", ".log"):
+        try:
+            if extra == ".lock" or os.path.getsize(path + extra) == 0:
+                os.unlink(path + extra)
+        except OSError:
+            pass
+
+
+class RunnerPool:
+    """Idle runners, reused; a new one is opened when all are busy, so commands for the
+    same instance run side by side (two apps deploying in one container, a status check
+    during a deploy) instead of queueing behind each other."""
+
+    def __init__(self, opener, error_class):
+        self.opener = opener
+        self.error_class = error_class
+        self.idle = []
+        self.busy = 0
+        self.lock = threading.Lock()
+        self.last_used = time.monotonic()
+
+    def acquire(self):
+        with self.lock:
+            self.busy += 1
+            if self.idle:
+                return self.idle.pop()
+        try:
+            return self.opener()
+        except BaseException:
+            with self.lock:
+                self.busy -= 1
+            raise
+
+    def release(self, runner):
+        with self.lock:
+            self.busy -= 1
+            self.idle.append(runner)
+            self.last_used = time.monotonic()
+
+    def discard(self, runner):
+        runner.kill()
         runner.close()
-        client.close()
+        with self.lock:
+            self.busy -= 1
+            self.last_used = time.monotonic()
+
+    def idle_for(self):
+        with self.lock:
+            return 0 if self.busy else time.monotonic() - self.last_used
+
+    def close(self):
+        with self.lock:
+            runners, self.idle = self.idle, []
+        for runner in runners:
+            runner.close()
 
 
 def _refuse_all(listener, message):
@@ -247,49 +367,61 @@ def _refuse_all(listener, message):
             conn, dummy = listener.accept()
         except OSError:
             return
-        try:
-            head = json.dumps({"error": message}).encode()
-            conn.sendall(REPLY_HEAD.pack(len(head), 0, 0) + head)
-        except OSError:
-            pass
-        conn.close()
+        _reply_error(conn, message)
 
 
-def _serve_requests(listener, runner, idle):
-    listener.settimeout(idle)
+def _reply_error(conn, message, not_run=True):
+    try:
+        head = json.dumps({"error": message, "not_run": not_run}).encode()
+        conn.sendall(REPLY_HEAD.pack(len(head), 0, 0) + head)
+    except OSError:
+        pass
+    conn.close()
+
+
+def _serve_requests(listener, pool, idle):
+    listener.settimeout(1)
     while True:
         try:
             conn, dummy = listener.accept()
         except socket.timeout:
-            return
-        conn.settimeout(None)
-        try:
-            hlen, slen = REQUEST_HEAD.unpack(_recv_exact(conn, REQUEST_HEAD.size))
-            request = REQUEST_HEAD.pack(hlen, slen) + _recv_exact(conn, hlen + slen)
-        except (OSError, EOFError):
-            conn.close()
+            if pool.idle_for() >= idle:
+                return
             continue
-        try:
-            runner.send(request)
-            head = runner.read(REPLY_HEAD.size, watch=conn)
-            hlen, olen, elen = REPLY_HEAD.unpack(head)
-            reply = head + runner.read(hlen + olen + elen, watch=conn)
-        except (OSError, EOFError) as exc:
-            # The runner is gone (instance stopped?) or the worker gave up on a command
-            # (task timeout): kill what runs, end the session; the next task starts afresh.
-            runner.kill()
-            head = json.dumps({"error": "session ended: %s" % exc}).encode()
-            try:
-                conn.sendall(REPLY_HEAD.pack(len(head), 0, 0) + head)
-            except OSError:
-                pass
-            conn.close()
-            return
-        try:
-            conn.sendall(reply)
-        except OSError:
-            pass
+        worker = threading.Thread(target=_serve_one, args=(conn, pool), daemon=True)
+        worker.start()
+
+
+def _serve_one(conn, pool):
+    conn.settimeout(None)
+    try:
+        hlen, slen = REQUEST_HEAD.unpack(_recv_exact(conn, REQUEST_HEAD.size))
+        request = REQUEST_HEAD.pack(hlen, slen) + _recv_exact(conn, hlen + slen)
+    except (OSError, EOFError):
         conn.close()
+        return
+    try:
+        runner = pool.acquire()
+    except pool.error_class as exc:
+        _reply_error(conn, "cannot start a session runner: %s" % exc)
+        return
+    try:
+        runner.send(request)
+        head = runner.read(REPLY_HEAD.size, watch=conn)
+        hlen, olen, elen = REPLY_HEAD.unpack(head)
+        reply = head + runner.read(hlen + olen + elen, watch=conn)
+    except (OSError, EOFError) as exc:
+        # The runner is gone (instance stopped?) or the worker gave up on its command
+        # (task timeout, killed play): stop what runs and drop this runner.
+        pool.discard(runner)
+        _reply_error(conn, "the session ended while the command ran: %s" % exc, not_run=False)
+        return
+    pool.release(runner)
+    try:
+        conn.sendall(reply)
+    except OSError:
+        pass
+    conn.close()
 
 
 if __name__ == "__main__":  # pragma: no cover - started through SessionClient

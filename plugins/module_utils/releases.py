@@ -1,0 +1,611 @@
+# Copyright: (c) 2026, DPL maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Releases of an app inside its container: the deploy pipeline's moving parts.
+
+Layout (the seed's three directories, plus where releases live)::
+
+    /root/apps/<project>/<app>                    -> symlink to the live release
+    /root/apps/<project>/.releases/<app>/<id>/    one directory per release
+    /root/apps/<project>/.releases/<app>/.previous -> symlink to the release live before
+    /root/backups/<project>/<app>/<time>-<commit>.tar.gz
+    /root/deploy/<project>/<app>/                 the git clone deploys start from
+    /etc/dpl/apps/<project>-<app>.{env,start}     the service's environment and start script
+    dpl-<project>-<app>.service                   the systemd unit running the app
+
+A release id is ``<UTC time>-<commit[:12]>``; ids sort by time, and which release is live
+or previous is read from the symlinks, never from modification times. The switch is a
+``rename(2)`` of a new symlink over the live one: atomic, so the path always points at a
+complete release.
+
+Everything here runs on the container's own Python (standard library only) and runs
+commands as argument lists with a timeout.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+import urllib.error
+import urllib.request
+
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+RELEASE_INFO = ".dpl-release.json"
+SERVICE_DIR = "/etc/systemd/system"
+APP_CONFIG_DIR = "/etc/dpl/apps"
+OUTPUT_LIMIT = 64 * 1024
+
+
+class StepFailed(Exception):
+    """A pipeline step failed. ``step`` names it; ``output`` holds the end of its output."""
+
+    def __init__(self, step, message, output=""):
+        super().__init__(message)
+        self.step = step
+        self.output = output
+
+
+class Masker:
+    """Replaces secret values in text meant for logs with ********."""
+
+    def __init__(self, secrets):
+        self.secrets = sorted((v for v in secrets if v and len(v) >= 3), key=len, reverse=True)
+
+    def __call__(self, text):
+        for secret in self.secrets:
+            text = text.replace(secret, "********")
+        return text
+
+
+def tail(text, lines=30):
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class AppPaths:
+    def __init__(self, project, app, apps_root="/root/apps", backups_root="/root/backups",
+                 deploy_root="/root/deploy"):
+        self.project = project
+        self.app = app
+        self.live = os.path.join(apps_root, project, app)
+        self.releases = os.path.join(apps_root, project, ".releases", app)
+        self.previous_link = os.path.join(self.releases, ".previous")
+        self.backups = os.path.join(backups_root, project, app)
+        self.checkout = os.path.join(deploy_root, project, app)
+        self.lock = os.path.join(deploy_root, project, ".%s.lock" % app)
+        self.unit = "dpl-%s-%s.service" % (project, app)
+        self.unit_file = os.path.join(SERVICE_DIR, self.unit)
+        self.env_file = os.path.join(APP_CONFIG_DIR, "%s-%s.env" % (project, app))
+        self.start_script = os.path.join(APP_CONFIG_DIR, "%s-%s.start" % (project, app))
+
+    def ensure(self):
+        for path in (os.path.dirname(self.live), self.releases, self.backups, os.path.dirname(self.checkout),
+                     APP_CONFIG_DIR):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+
+    # -- which release is where (read from the links) ------------------------------
+
+    def release_path(self, release_id):
+        return os.path.join(self.releases, release_id)
+
+    def _link_target(self, link):
+        if not os.path.islink(link):
+            return None
+        target = os.readlink(link)
+        release_id = os.path.basename(target.rstrip("/"))
+        return release_id if os.path.isdir(self.release_path(release_id)) else None
+
+    def live_release(self):
+        return self._link_target(self.live)
+
+    def previous_release(self):
+        return self._link_target(self.previous_link)
+
+    def release_ids(self):
+        try:
+            return sorted(entry for entry in os.listdir(self.releases)
+                          if not entry.startswith(".") and os.path.isdir(self.release_path(entry)))
+        except OSError:
+            return []
+
+    def new_release_id(self, commit):
+        base = "%s-%s" % (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), (commit or "unknown")[:12])
+        candidate, counter = base, 1
+        while os.path.exists(self.release_path(candidate)) or os.path.exists(self.release_path(candidate) + ".tmp"):
+            counter += 1
+            candidate = "%s.%d" % (base, counter)
+        return candidate
+
+    def release_info(self, release_id):
+        try:
+            with open(os.path.join(self.release_path(release_id), RELEASE_INFO)) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return {}
+
+    # -- switching -----------------------------------------------------------------
+
+    def adopt_legacy_live_dir(self):
+        """A real directory at the live path (made by hand, or empty from the layout role)
+        becomes a release, so it can be backed up and switched away from."""
+        if os.path.islink(self.live) or not os.path.isdir(self.live):
+            return None
+        if not os.listdir(self.live):
+            os.rmdir(self.live)
+            return None
+        release_id = "%s-pre-dpl" % time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        os.rename(self.live, self.release_path(release_id))
+        _atomic_symlink(os.path.join(".releases", self.app, release_id), self.live)
+        return release_id
+
+    def switch(self, release_id):
+        """Make ``release_id`` live; the release live until now becomes the previous one."""
+        current = self.live_release()
+        if current and current != release_id:
+            _atomic_symlink(current, self.previous_link)
+        _atomic_symlink(os.path.join(".releases", self.app, release_id), self.live)
+        return current
+
+    def switch_back(self, release_id, previous_of_it):
+        """Undo :meth:`switch`: ``release_id`` live again, the previous link as it was."""
+        _atomic_symlink(os.path.join(".releases", self.app, release_id), self.live)
+        if previous_of_it:
+            _atomic_symlink(previous_of_it, self.previous_link)
+        elif os.path.lexists(self.previous_link):
+            os.unlink(self.previous_link)
+
+    def prune_releases(self, keep):
+        """Keep the newest ``keep`` releases; never the live or the previous one."""
+        protected = {self.live_release(), self.previous_release()}
+        removed = []
+        ids = self.release_ids()
+        for release_id in ids[:max(0, len(ids) - keep)]:
+            if release_id not in protected:
+                shutil.rmtree(self.release_path(release_id), ignore_errors=True)
+                removed.append(release_id)
+        for entry in os.listdir(self.releases):
+            if entry.endswith(".tmp"):  # a build a killed deploy left behind
+                shutil.rmtree(self.release_path(entry), ignore_errors=True)
+        return removed
+
+
+def _atomic_symlink(target, link):
+    temporary = "%s.%d.tmp-link" % (link, os.getpid())
+    if os.path.lexists(temporary):
+        os.unlink(temporary)
+    os.symlink(target, temporary)
+    os.rename(temporary, link)
+
+
+class AppLock:
+    """One deploy (or rollback, restore) of an app at a time, across processes.
+
+    An flock on a file: the kernel releases it when its holder dies, so a lock left by a
+    killed deploy frees itself; the file records who held it, for the message.
+    """
+
+    def __init__(self, path, timeout):
+        self.path = path
+        self.timeout = timeout
+        self.handle = None
+
+    def __enter__(self):
+        self.handle = open(self.path, "a+")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    self.handle.seek(0)
+                    holder = self.handle.read().strip() or "unknown"
+                    self.handle.close()
+                    raise StepFailed("lock", "another deploy of this app is still running (%s); waited %ss"
+                                     % (holder, self.timeout)) from None
+                time.sleep(0.2)
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write("pid %d since %s" % (os.getpid(), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())))
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.seek(0)
+        self.handle.truncate()
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+class Runner:
+    """Runs commands as argument lists, with a timeout, output captured and masked."""
+
+    def __init__(self, masker, env=None):
+        self.masker = masker
+        self.env = env or {}
+        self.log = []
+        self.current = None
+        # Killed (task timeout, canceled job): take the running step down with us, so no
+        # deploy script keeps running without its deploy.
+        signal.signal(signal.SIGTERM, self._terminate)
+
+    def _terminate(self, signum, frame):
+        if self.current is not None and self.current.poll() is None:
+            try:
+                os.killpg(self.current.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        raise SystemExit(128 + signum)
+
+    def run(self, step, args, cwd=None, timeout=600, env=None, check=True):
+        environment = {"PATH": BASE_PATH, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/root"}
+        environment.update(env if env is not None else self.env)
+        try:
+            process = subprocess.Popen(args, cwd=cwd, env=environment, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:
+            raise StepFailed(step, "%s: cannot run %s: %s" % (step, args[0], exc)) from None
+        self.current = process
+        try:
+            output, _unused = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _unused = process.communicate()
+            text = self.masker(output.decode("utf-8", "replace"))
+            self.log.append("$ %s (killed after %ss)\n%s" % (" ".join(args[:3]), timeout, text))
+            raise StepFailed(step, "%s did not finish within %ss" % (step, timeout), tail(text)) from None
+        self.current = None
+        text = self.masker(output.decode("utf-8", "replace"))
+        self.log.append("$ %s\n%s" % (" ".join(args[:4]), text))
+        if check and process.returncode != 0:
+            raise StepFailed(step, "%s failed (exit code %d)" % (step, process.returncode), tail(text))
+        return process.returncode, text
+
+    def text(self):
+        text = "\n".join(self.log)
+        return text[-OUTPUT_LIMIT:]
+
+
+# -- git ------------------------------------------------------------------------------
+
+GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=15 -o StrictHostKeyChecking=accept-new",
+}
+
+
+def fetch(runner, paths, repo, timeout):
+    """Clone once, then fetch: the checkout in /root/deploy is the seed's deploy source."""
+    git = ["git", "-C", paths.checkout]
+    if not os.path.isdir(os.path.join(paths.checkout, ".git")):
+        if os.path.exists(paths.checkout):
+            shutil.rmtree(paths.checkout)
+        runner.run("fetch", ["git", "clone", "--quiet", "--no-checkout", "--", repo, paths.checkout],
+                   timeout=timeout, env=GIT_ENV)
+    else:
+        rc, url = runner.run("fetch", git + ["config", "--get", "remote.origin.url"], env=GIT_ENV, check=False)
+        if rc != 0 or url.strip() != repo:
+            runner.run("fetch", git + ["remote", "set-url", "origin", "--", repo], env=GIT_ENV)
+    runner.run("fetch", git + ["fetch", "--quiet", "--prune", "--force", "--tags", "origin",
+                               "+refs/heads/*:refs/remotes/origin/*"], timeout=timeout, env=GIT_ENV)
+
+
+def resolve(runner, paths, ref):
+    """The commit a branch, tag or commit id names; StepFailed when it names nothing."""
+    git = ["git", "-C", paths.checkout]
+    for candidate in ("refs/remotes/origin/%s" % ref, "refs/tags/%s" % ref, ref):
+        rc, out = runner.run("fetch", git + ["rev-parse", "--verify", "--quiet", "--end-of-options",
+                                             candidate + "^{commit}"], env=GIT_ENV, check=False)
+        if rc == 0:
+            return out.strip()
+    raise StepFailed("fetch", "ref %r is not a branch, tag or commit of the repository" % ref)
+
+
+def export(runner, paths, commit, directory, timeout):
+    """Write the tree of ``commit`` into ``directory`` (git archive piped into tar)."""
+    os.makedirs(directory)
+    env = {"PATH": BASE_PATH, "LC_ALL": "C"}
+    archive = subprocess.Popen(["git", "-C", paths.checkout, "archive", "--format=tar", commit],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    extract = subprocess.Popen(["tar", "-x", "--no-same-owner", "-C", directory], stdin=archive.stdout,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    archive.stdout.close()
+    try:
+        _out, extract_err = extract.communicate(timeout=timeout)
+        _out, archive_err = archive.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        archive.kill()
+        extract.kill()
+        raise StepFailed("build", "exporting commit %s did not finish within %ss" % (commit[:12], timeout)) from None
+    if archive.returncode or extract.returncode:
+        raise StepFailed("build", "exporting commit %s failed" % commit[:12],
+                         (archive_err + extract_err).decode("utf-8", "replace"))
+
+
+# -- building -------------------------------------------------------------------------
+
+def run_deploy_step(runner, release_dir, deploy_script, env, timeout):
+    """The app's deploy script, or for a Node app: production dependencies, then build.
+
+    ``deploy_script`` is a path to a file in the repository (run with sh unless executable)
+    or a command line (run with sh -c).
+    """
+    if deploy_script:
+        candidate = os.path.join(release_dir, deploy_script)
+        if os.path.isfile(candidate) and os.path.realpath(candidate).startswith(os.path.realpath(release_dir) + "/"):
+            args = [candidate] if os.access(candidate, os.X_OK) else ["/bin/sh", candidate]
+        else:
+            args = ["/bin/sh", "-c", deploy_script]
+        runner.run("deploy script", args, cwd=release_dir, timeout=timeout, env=env)
+        return "script"
+    package_json = os.path.join(release_dir, "package.json")
+    if not os.path.isfile(package_json):
+        return "none"
+    npm_env = dict(env, npm_config_update_notifier="false", npm_config_fund="false", npm_config_audit="false")
+    locked = any(os.path.isfile(os.path.join(release_dir, name))
+                 for name in ("package-lock.json", "npm-shrinkwrap.json"))
+    install = ["npm", "ci", "--omit=dev"] if locked else ["npm", "install", "--omit=dev"]
+    runner.run("deploy script", install, cwd=release_dir, timeout=timeout, env=npm_env)
+    try:
+        with open(package_json) as handle:
+            scripts = json.load(handle).get("scripts") or {}
+    except (OSError, ValueError):
+        scripts = {}
+    if "build" in scripts:
+        runner.run("deploy script", ["npm", "run", "build"], cwd=release_dir, timeout=timeout, env=npm_env)
+    return "npm"
+
+
+def write_release_info(release_dir, info):
+    with open(os.path.join(release_dir, RELEASE_INFO), "w") as handle:
+        json.dump(info, handle, sort_keys=True)
+
+
+# -- backups --------------------------------------------------------------------------
+
+def _skip_node_modules(member):
+    return None if "node_modules" in member.name.split("/") else member
+
+
+def backup(paths, release_id, keep):
+    """tar.gz of the live release without node_modules; keep the newest ``keep``."""
+    info = paths.release_info(release_id)
+    commit = (info.get("commit") or "unknown")[:12]
+    name = "%s-%s.tar.gz" % (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), commit)
+    target = os.path.join(paths.backups, name)
+    counter = 1
+    while os.path.exists(target):
+        counter += 1
+        target = os.path.join(paths.backups, name.replace(".tar.gz", ".%d.tar.gz" % counter))
+    partial = target + ".partial"
+    with tarfile.open(partial, "w:gz", compresslevel=6) as archive:
+        archive.add(paths.release_path(release_id), arcname=".", filter=_skip_node_modules)
+    os.chmod(partial, 0o600)
+    os.rename(partial, target)
+    prune_backups(paths, keep, protect=os.path.basename(target))
+    return target
+
+
+def list_backups(paths):
+    try:
+        names = sorted(n for n in os.listdir(paths.backups) if n.endswith(".tar.gz"))
+    except OSError:
+        return []
+    backups = []
+    for name in names:
+        stat = os.stat(os.path.join(paths.backups, name))
+        stem = name[:-len(".tar.gz")]
+        time_part, _sep, commit = stem.partition("-")
+        backups.append({"name": name, "time": time_part, "commit": commit.split(".")[0], "size": stat.st_size})
+    return backups
+
+
+def prune_backups(paths, keep, protect):
+    removed = []
+    names = [b["name"] for b in list_backups(paths)]
+    for name in names[:max(0, len(names) - max(keep, 1))]:
+        if name != protect:
+            os.unlink(os.path.join(paths.backups, name))
+            removed.append(name)
+    return removed
+
+
+def check_archive(path):
+    """Refuse an archive that could write outside the release: absolute paths, '..',
+    links pointing outside, hard links, device files. Returns its members when safe."""
+    problems = []
+    with tarfile.open(path, "r:*") as archive:
+        members = archive.getmembers()
+    for member in members:
+        name = member.name
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        if name.startswith("/") or ".." in name.split("/"):
+            problems.append("%s: path leaves the release" % name)
+        elif member.issym():
+            target = member.linkname
+            resolved = os.path.normpath(os.path.join("/release", *parts[:-1], target))
+            if target.startswith("/") or not (resolved + "/").startswith("/release/"):
+                problems.append("%s: symbolic link points outside the release (%s)" % (name, target))
+        elif member.islnk():
+            problems.append("%s: hard link" % name)
+        elif not (member.isfile() or member.isdir()):
+            problems.append("%s: device, fifo or other special file" % name)
+    if problems:
+        raise StepFailed("restore", "the backup archive is unsafe, nothing was extracted: %s"
+                         % "; ".join(problems[:5]) + (" (and %d more)" % (len(problems) - 5)
+                                                        if len(problems) > 5 else ""))
+    return members
+
+
+def extract_backup(path, release_dir):
+    check_archive(path)
+    os.makedirs(release_dir)
+    with tarfile.open(path, "r:*") as archive:
+        for member in archive.getmembers():
+            member.uid = member.gid = 0
+            member.uname = member.gname = "root"
+            archive.extract(member, release_dir, set_attrs=True)
+
+
+def directory_size(path):
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+# -- the service ----------------------------------------------------------------------
+
+def env_file_text(env):
+    lines = ["# Written by DPL; edit the app in the registry instead."]
+    for key in sorted(env):
+        value = str(env[key]).replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+        lines.append('%s="%s"' % (key, value))
+    return "\n".join(lines) + "\n"
+
+
+def start_script_text(start_command):
+    return "#!/bin/sh\n# Written by DPL: the app's start command.\nexec %s\n" % start_command
+
+
+def unit_text(paths):
+    return "\n".join([
+        "# Written by DPL; edit the app in the registry instead.",
+        "[Unit]",
+        "Description=DPL app %s/%s" % (paths.project, paths.app),
+        "After=network.target",
+        "",
+        "[Service]",
+        "Type=simple",
+        "WorkingDirectory=%s" % paths.live,
+        "EnvironmentFile=%s" % paths.env_file,
+        "ExecStart=%s" % paths.start_script,
+        "Restart=on-failure",
+        "RestartSec=1",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ])
+
+
+def _write_if_changed(path, text, mode):
+    try:
+        with open(path) as handle:
+            if handle.read() == text and (os.stat(path).st_mode & 0o777) == mode:
+                return False
+    except OSError:
+        pass
+    partial = path + ".partial"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(partial, mode)
+    os.rename(partial, path)
+    return True
+
+
+class Service:
+    """The app's systemd unit (systemd is PID 1 in DPL's containers)."""
+
+    def __init__(self, runner, paths):
+        self.runner = runner
+        self.paths = paths
+        if not os.path.isdir("/run/systemd/system"):
+            raise StepFailed("start", "this container does not run systemd: DPL runs apps as systemd "
+                                      "units (see docs/deploy.md for OpenRC containers)")
+
+    def install(self, env, start_command):
+        """Write the env file (0600), start script and unit; True when any changed."""
+        changed = _write_if_changed(self.paths.env_file, env_file_text(env), 0o600)
+        changed |= _write_if_changed(self.paths.start_script, start_script_text(start_command), 0o700)
+        unit_changed = _write_if_changed(self.paths.unit_file, unit_text(self.paths), 0o644)
+        if unit_changed:
+            self.runner.run("start", ["systemctl", "daemon-reload"], timeout=60)
+            self.runner.run("start", ["systemctl", "enable", "--quiet", self.paths.unit], timeout=60)
+        return changed or unit_changed
+
+    def snapshot(self):
+        """The service's files as they are now, for :meth:`restore` after a failed switch."""
+        saved = {}
+        for path in (self.paths.env_file, self.paths.start_script, self.paths.unit_file):
+            try:
+                with open(path) as handle:
+                    saved[path] = (handle.read(), os.stat(path).st_mode & 0o777)
+            except OSError:
+                saved[path] = None
+        return saved
+
+    def restore(self, saved):
+        for path, content in saved.items():
+            if content is not None:
+                _write_if_changed(path, content[0], content[1])
+        self.runner.run("start", ["systemctl", "daemon-reload"], timeout=60)
+
+    def restart(self):
+        self.runner.run("start", ["systemctl", "restart", self.paths.unit], timeout=90)
+
+    def stop(self):
+        self.runner.run("start", ["systemctl", "stop", self.paths.unit], timeout=90, check=False)
+
+    def state(self):
+        """(ActiveState, SubState, NRestarts) of the unit; not logged (polled often)."""
+        try:
+            out = subprocess.run(["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "NRestarts",
+                                  self.paths.unit], capture_output=True, text=True, timeout=30, check=False,
+                                 env={"PATH": BASE_PATH, "LC_ALL": "C"}).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return "", "", ""
+        values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        return values.get("ActiveState", ""), values.get("SubState", ""), values.get("NRestarts", "")
+
+    def journal(self, lines=30):
+        rc, out = self.runner.run("start", ["journalctl", "-u", self.paths.unit, "-n", str(lines), "--no-pager",
+                                            "-o", "cat"], timeout=30, check=False)
+        return out
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a 3xx answer counts as healthy; do not follow it
+
+
+def health_check(service, port, path, timeout):
+    """Poll http://127.0.0.1:<port><path> until it answers 2xx/3xx.
+
+    Fails as step 'start' when the service keeps dying, as step 'health check' when it runs
+    but never answers well within ``timeout`` seconds.
+    """
+    opener = urllib.request.build_opener(_NoRedirect, urllib.request.ProxyHandler({}))
+    url = "http://127.0.0.1:%d%s" % (port, path)
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while True:
+        try:
+            with opener.open(url, timeout=2) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                return exc.code
+            last = "HTTP %d" % exc.code
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(getattr(exc, "reason", exc))
+        active, sub, restarts = service.state()
+        if active == "failed" or (restarts.isdigit() and int(restarts) >= 3):
+            raise StepFailed("start", "the app does not stay up (service %s, restarted %s times)"
+                             % ("/".join(filter(None, [active, sub])), restarts or 0), service.journal())
+        if time.monotonic() >= deadline:
+            raise StepFailed("health check", "%s did not answer 2xx/3xx within %ss (last: %s)"
+                             % (url, timeout, last), service.journal())
+        time.sleep(0.2)

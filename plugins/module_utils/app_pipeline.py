@@ -193,8 +193,8 @@ class Pipeline:
             try:
                 releases.extract_backup(archive, building)
                 info = paths.release_info(os.path.basename(building))
-                info.update(source="backup:%s" % backup_name, restored=time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                    time.gmtime()))
+                restored = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                info.update(source="backup:%s" % backup_name, restored=restored)
                 releases.write_release_info(building, info)
                 self.result["deploy_step"] = releases.run_deploy_step(
                     self.runner, building, self.params["deploy_script"], self.env, self.params["script_timeout"])

@@ -555,6 +555,19 @@ class ExecStream:
             self._reader.data = [buffered[size:]]
         return buffered[:size]
 
+    def alive(self):
+        """False when the command's output has ended (the exec is over)."""
+        if self._reader.closed:
+            return False
+        stdout = self.sockets["1"]
+        readable, dummy, dummy = select.select([stdout], [], [], 0)
+        if not readable:
+            return True
+        try:
+            return bool(stdout.recv(1, socket.MSG_PEEK))
+        except OSError:
+            return False
+
     def kill(self, signal_number=15):
         """Signal the command (TERM by default) through the exec's control stream."""
         _send_frame(self.sockets["control"], 0x1,

@@ -438,9 +438,9 @@ def check_archive(path):
         elif not (member.isfile() or member.isdir()):
             problems.append("%s: device, fifo or other special file" % name)
     if problems:
-        raise StepFailed("restore", "the backup archive is unsafe, nothing was extracted: %s"
-                         % "; ".join(problems[:5]) + (" (and %d more)" % (len(problems) - 5)
-                                                        if len(problems) > 5 else ""))
+        more = " (and %d more)" % (len(problems) - 5) if len(problems) > 5 else ""
+        raise StepFailed("restore", "the backup archive is unsafe, nothing was extracted: %s%s"
+                         % ("; ".join(problems[:5]), more))
     return members
 
 

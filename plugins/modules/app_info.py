@@ -15,7 +15,6 @@ author: DPL maintainers (@dpl-platform)
 extends_documentation_fragment:
   - dpl.platform.app
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.info_module
 attributes:
   check_mode:
     support: full

@@ -13,7 +13,7 @@ description:
     path or C(..), is a symbolic link pointing outside the release, a hard link, or a device
     or other special file.
   - Extracts it into a new release, installs dependencies again (the deploy script, or npm
-    for a Node app), then switches to it, restarts and checks health like a deploy: on
+    for a Node app), then switches to it, restarts and checks health like a deploy. On
     failure the previous version keeps serving.
 author: DPL maintainers (@dpl-platform)
 options:

@@ -38,7 +38,7 @@ options:
     description: Packages debootstrap installs into the minimal base.
     type: list
     elements: str
-    default: [python3, git, ca-certificates, systemd-sysv, udev, iproute2]
+    default: [python3, git, ca-certificates, systemd-sysv, udev, iproute2, procps]
   extra_packages:
     description:
       - Packages installed with apt inside the new root after debootstrap (apt resolves
@@ -138,6 +138,8 @@ ENABLED_UNITS = {
         "/lib/systemd/system/systemd-networkd.service",
     "etc/systemd/system/sockets.target.wants/systemd-networkd.socket":
         "/lib/systemd/system/systemd-networkd.socket",
+    # binfmt_misc cannot be mounted in a container: the unit would only fail at every boot.
+    "etc/systemd/system/systemd-binfmt.service": "/dev/null",
 }
 
 ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
@@ -348,7 +350,7 @@ def main():
         suite=dict(type="str", default="bookworm"),
         mirror=dict(type="str", default="http://deb.debian.org/debian"),
         packages=dict(type="list", elements="str",
-                      default=["python3", "git", "ca-certificates", "systemd-sysv", "udev", "iproute2"]),
+                      default=["python3", "git", "ca-certificates", "systemd-sysv", "udev", "iproute2", "procps"]),
         extra_packages=dict(type="list", elements="str", default=["nodejs", "npm"]),
         cache_dir=dict(type="path", default="~/.cache/dpl/images"),
         build_timeout=dict(type="int", default=900),

@@ -326,8 +326,11 @@ class RunnerPool:
     def acquire(self):
         with self.lock:
             self.busy += 1
-            if self.idle:
-                return self.idle.pop()
+            while self.idle:
+                runner = self.idle.pop()
+                if runner.alive():
+                    return runner
+                runner.close()  # its exec ended (instance stopped or recreated)
         try:
             return self.opener()
         except BaseException:
@@ -407,6 +410,16 @@ def _serve_one(conn, pool):
         return
     try:
         runner.send(request)
+    except OSError:
+        # Nothing reached a live runner: the command did not run. One more try, afresh.
+        pool.discard(runner)
+        try:
+            runner = pool.acquire()
+            runner.send(request)
+        except (pool.error_class, OSError) as exc:
+            _reply_error(conn, "cannot start a session runner: %s" % exc)
+            return
+    try:
         head = runner.read(REPLY_HEAD.size, watch=conn)
         hlen, olen, elen = REPLY_HEAD.unpack(head)
         reply = head + runner.read(hlen + olen + elen, watch=conn)

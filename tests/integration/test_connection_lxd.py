@@ -73,8 +73,8 @@ def test_fetch_brings_the_file_back(tmp_path, container, pylxd_client):
     data = bytes(range(256)) * 4000  # binary, ~1 MB
     pylxd_client.instances.get(container).files.put("/root/blob.bin", data)
     result = run_playbook(tmp_path, play(
-        {"name": "fetch", "ansible.builtin.fetch": {"src": "/root/blob.bin", "dest": f"{tmp_path}/got/",
-                                                     "flat": True}},
+        {"name": "fetch",
+         "ansible.builtin.fetch": {"src": "/root/blob.bin", "dest": f"{tmp_path}/got/", "flat": True}},
     ), lxd_inventory(container))
     assert result.rc == 0, result.stdout
     assert (tmp_path / "got" / "blob.bin").read_bytes() == data
@@ -83,8 +83,8 @@ def test_fetch_brings_the_file_back(tmp_path, container, pylxd_client):
 def test_large_output_and_input_round_trip(tmp_path, container):
     big = "x" * 300_000
     result = run_playbook(tmp_path, play(
-        {"name": "echo big stdin", "ansible.builtin.command": {"cmd": "wc -c", "stdin": big,
-                                                              "stdin_add_newline": False},
+        {"name": "echo big stdin",
+         "ansible.builtin.command": {"cmd": "wc -c", "stdin": big, "stdin_add_newline": False},
          "changed_when": False},
         {"name": "big stdout", "ansible.builtin.shell": "head -c 2000000 /dev/zero | tr '\\0' y",
          "changed_when": False, "register": "big"},
@@ -103,8 +103,8 @@ def test_remote_user_runs_as_that_user(tmp_path, container, pylxd_client, lxd_cl
     result = run_playbook(tmp_path, play(
         {"name": "who", "ansible.builtin.command": "id -un", "changed_when": False},
         {"name": "home", "ansible.builtin.command": "pwd", "changed_when": False},
-        {"name": "write", "ansible.builtin.copy": {"content": "mine\n", "dest": "/home/deploy/mine.txt",
-                                                    "mode": "0600"}},
+        {"name": "write",
+         "ansible.builtin.copy": {"content": "mine\n", "dest": "/home/deploy/mine.txt", "mode": "0600"}},
     ), lxd_inventory(container, ansible_user="deploy"))
     assert result.rc == 0, result.stdout
     assert result.result("who")["stdout"] == "deploy"
@@ -142,10 +142,11 @@ def test_stopped_container_is_a_clear_error(tmp_path, containers):
 def test_second_run_changes_nothing(tmp_path, container):
     plays = play(
         {"name": "dir", "ansible.builtin.file": {"path": "/srv/app", "state": "directory", "mode": "0755"}},
-        {"name": "file", "ansible.builtin.copy": {"content": "v1\n", "dest": "/srv/app/VERSION",
-                                                   "mode": "0644"}},
-        {"name": "line", "ansible.builtin.lineinfile": {"path": "/srv/app/env", "line": "PORT=3000",
-                                                         "create": True, "mode": "0600"}},
+        {"name": "file",
+         "ansible.builtin.copy": {"content": "v1\n", "dest": "/srv/app/VERSION", "mode": "0644"}},
+        {"name": "line",
+         "ansible.builtin.lineinfile": {"path": "/srv/app/env", "line": "PORT=3000", "create": True,
+                                        "mode": "0600"}},
     )
     first = run_playbook(tmp_path, plays, lxd_inventory(container))
     assert first.rc == 0 and first.changed(container) == 3, first.stdout

@@ -100,7 +100,7 @@ def test_check_mode_changes_nothing_and_diff_shows_the_plan(tmp_path, name, lxd_
 def test_limits_are_applied_and_reconfigured(tmp_path, name):
     first = run(tmp_path, name=name, state="present", limits={"cpu": "1", "memory": "256MB", "disk": "3GiB"})
     assert first["actions"] == ["create"] and first["status"] == "Stopped"
-    _, _, instance = pylxd_state(name)
+    instance = pylxd_state(name)[2]
     assert instance.config["limits.cpu"] == "1"
     assert instance.config["limits.memory"] == "256MB"
     assert instance.devices["root"]["size"] == "3GiB"
@@ -174,10 +174,10 @@ def test_https_host_side_by_side_with_the_unix_socket(tmp_path, name, lxd_https)
                 "dpl_lxd_client_key": lxd_https["client_key"], "dpl_lxd_server_cert": lxd_https["server_cert"]}
     plays = [{"name": "over https", "hosts": "all", "gather_facts": False, "tasks": [
         {"name": "ping", "ansible.builtin.ping": {}},
-        {"name": "copy", "ansible.builtin.copy": {"src": str(source), "dest": "/root/over-https.txt",
-                                                   "mode": "0600"}},
-        {"name": "fetch", "ansible.builtin.fetch": {"src": "/root/over-https.txt",
-                                                     "dest": f"{tmp_path}/back.txt", "flat": True}},
+        {"name": "copy",
+         "ansible.builtin.copy": {"src": str(source), "dest": "/root/over-https.txt", "mode": "0600"}},
+        {"name": "fetch",
+         "ansible.builtin.fetch": {"src": "/root/over-https.txt", "dest": f"{tmp_path}/back.txt", "flat": True}},
         {"name": "no session", "ansible.builtin.command": "cat /etc/hostname", "changed_when": False,
          "vars": {"dpl_lxd_persist_timeout": 0}},
     ]}]
@@ -186,7 +186,7 @@ def test_https_host_side_by_side_with_the_unix_socket(tmp_path, name, lxd_https)
     assert (tmp_path / "back.txt").read_text() == "pushed over HTTPS\n"
     assert result.result("no session")["stdout"] == name
 
-    wrong = dict(hostvars, dpl_lxd_server_cert=lxd_https["client_cert"])  # not the server's certificate
+    wrong = {**hostvars, "dpl_lxd_server_cert": lxd_https["client_cert"]}  # not the server's certificate
     refused = run_playbook(tmp_path, [dict(plays[0], tasks=plays[0]["tasks"][:1])], lxd_inventory(name, **wrong))
     res = refused.result("ping")
     assert res["_event"] == "runner_on_unreachable"

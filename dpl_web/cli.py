@@ -10,8 +10,12 @@ after the command). Scripts can rely on the exit codes:
 3     the registry is unusable (missing, corrupt, newer schema, locked too long)
 4     a value was refused by the validation layer (nothing was written)
 5     the host, container, project, app or job named does not exist
-6     conflict: it exists already, a port/domain/address is taken, or it still
-      has children (``--cascade`` removes them too)
+6     conflict: it exists already, a port/domain/address is taken, it still has
+      children (``--cascade`` removes them too), or another job for the same
+      app or container is running
+7     a job ran and failed (a deploy, a container action): the message and
+      ``dpl job show ID`` say why
+130   interrupted (Ctrl-C): the running job was canceled
 ====  ====================================================================
 
 Errors go to stderr as one sentence that says what to do; with ``--json`` the same error
@@ -24,12 +28,14 @@ import argparse
 import getpass
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from dpl_web import paths, registry
+from dpl_web import actions, paths, registry
 from dpl_web.collection import validation
+from dpl_web.jobs import Job, JobRunner
 from dpl_web.registry import SECRET_MASK, Conflict, NotFound, Registry, RegistryError
 
 EXIT_OK = 0
@@ -39,6 +45,8 @@ EXIT_REGISTRY = 3
 EXIT_INVALID = 4
 EXIT_NOT_FOUND = 5
 EXIT_CONFLICT = 6
+EXIT_JOB_FAILED = 7
+EXIT_INTERRUPTED = 130
 
 
 class Failure(Exception):
@@ -439,11 +447,16 @@ def cmd_app_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_app_remove(args: argparse.Namespace) -> int:
-    project, name = registry.split_app(args.app)
-    with _open(args) as reg:
-        removed = reg.remove_app(project, name)
-    _emit(args, {"changed": True, "removed": removed}, _removed(removed))
-    return EXIT_OK
+    if args.record_only:
+        project, name = registry.split_app(args.app)
+        with _open(args) as reg:
+            reg.remove_app(project, name)
+        _emit(args, {"changed": True, "removed": {"apps": [f"{project}/{name}"]}},
+              f"removed the record of {project}/{name} (its container was not touched)")
+        return EXIT_OK
+    runner = _runner(args)
+    return _action(args, runner, f"removal of {args.app}",
+                   lambda on_event: actions.remove_app(runner, args.app, on_event=on_event))
 
 
 # -- jobs ----------------------------------------------------------------------------------
@@ -473,6 +486,179 @@ def cmd_job_show(args: argparse.Namespace) -> int:
         lines += ["log:", job["log"]]
     _emit(args, {"job": job}, lines)
     return EXIT_OK
+
+
+# -- jobs: deploys and container actions -----------------------------------------------------
+
+
+def _progress(event: dict[str, Any]) -> None:
+    """Print a job's progress on stderr as its tasks run (stdout keeps the result)."""
+    kind, data = event.get("event"), event.get("event_data") or {}
+    if kind == "playbook_on_task_start":
+        print(f"==> {data.get('task')}", file=sys.stderr, flush=True)
+    elif kind in ("runner_item_on_ok", "runner_item_on_failed", "runner_on_ok", "runner_on_failed",
+                  "runner_on_unreachable"):
+        res = data.get("res") or {}
+        if kind == "runner_on_ok" and res.get("results"):
+            return  # a loop: its items were printed one by one
+        label = res.get("_ansible_item_label") or res.get("item")
+        label = f" ({label})" if isinstance(label, str) else ""
+        if kind.endswith("failed") or kind.endswith("unreachable"):
+            first = str(res.get("msg", "failed")).splitlines()
+            print(f"    FAILED {data.get('host')}{label}: {first[0] if first else 'failed'}", file=sys.stderr,
+                  flush=True)
+        else:
+            state = "changed" if res.get("changed") else "ok"
+            details = ", ".join(f"{key} {str(res[key])[:12]}" for key in ("commit", "release", "ipv4", "status")
+                                if res.get(key))
+            print(f"    {state} {data.get('host')}{label}" + (f": {details}" if details else ""),
+                  file=sys.stderr, flush=True)
+
+
+def _run_action(runner: JobRunner, call: Callable[[], Job]) -> Job:
+    """Run an action (one or more jobs) in a thread; on Ctrl-C cancel its running job."""
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["job"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the main thread below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, name="dpl-action", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        print("dpl: interrupted: canceling the running job...", file=sys.stderr)
+        runner.cancel_all()
+        thread.join()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["job"]
+
+
+def _job_report(job: Job) -> dict[str, Any]:
+    result = job.result
+    return {"job": job.id, "status": result.status if result else "running",
+            "results": [{k: v for k, v in r.items() if k != "log"} for r in job.results]}
+
+
+def _job_done(args: argparse.Namespace, job: Job, what: str) -> int:
+    report = _job_report(job)
+    lines = [f"{what}: {report['status']} (job {job.id}; `dpl job show {job.id}` has the log)"]
+    for result in report["results"]:
+        if result.get("commit"):
+            lines.append(f"  {result['host']}: commit {result['commit'][:12]}, release {result.get('release')}")
+    _emit(args, report, lines)
+    return EXIT_OK if job.result and job.result.ok else EXIT_JOB_FAILED
+
+
+def _runner(args: argparse.Namespace) -> JobRunner:
+    return JobRunner(_registry_path(args))
+
+
+def _action(args: argparse.Namespace, runner: JobRunner, what: str, call: Callable[..., Job]) -> int:
+    on_event = None if args.json else _progress
+    try:
+        job = _run_action(runner, lambda: call(on_event=on_event))
+    except actions.ActionFailed as failure:
+        job = failure.job
+        _job_done(args, job, what)
+        return _fail(args, EXIT_JOB_FAILED, "job_failed", str(failure), job=job.id)
+    return _job_done(args, job, what)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    runner = _runner(args)
+    if args.from_json is not None:
+        if args.app or args.ref:
+            args.parser.error("give either PROJECT/APP (with --ref) or --from-json, not both")
+        request = _load_request(args.from_json)
+        say = (lambda line: None) if args.json else (lambda line: print(f"dpl: {line}", file=sys.stderr))
+        return _action(args, runner, "deploy", lambda on_event: actions.deploy_request(
+            runner, request, on_event=on_event, say=say))
+    if not args.app:
+        args.parser.error("name the app as PROJECT/APP, or give the request with --from-json")
+    return _action(args, runner, f"deploy of {args.app}",
+                   lambda on_event: actions.deploy(runner, args.app, args.ref, on_event=on_event))
+
+
+def cmd_app_rollback(args: argparse.Namespace) -> int:
+    runner = _runner(args)
+    return _action(args, runner, f"rollback of {args.app}",
+                   lambda on_event: actions.rollback(runner, args.app, on_event=on_event))
+
+
+def cmd_app_restore(args: argparse.Namespace) -> int:
+    runner = _runner(args)
+    return _action(args, runner, f"restore of {args.app}", lambda on_event: actions.restore(
+        runner, args.app, args.backup, on_event=on_event))
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return str(value)
+
+
+def cmd_app_history(args: argparse.Namespace) -> int:
+    try:
+        found = actions.history(_runner(args), args.app)
+    except actions.ActionFailed as failure:
+        return _fail(args, EXIT_JOB_FAILED, "job_failed", str(failure), job=failure.job.id)
+    if args.action == "releases":
+        rows = found["releases"] or []
+        text = _table(rows, [("release", lambda r: r["id"]), ("commit", lambda r: (r["commit"] or "")[:12]),
+                             ("ref", lambda r: r["ref"]), ("size", lambda r: _size(r["size"])),
+                             ("", lambda r: "live" if r["live"] else "previous" if r["previous"] else "")],
+                      f"{args.app} has no releases yet: `dpl deploy {args.app}`")
+        _emit(args, {"releases": rows, "live_release": found["live_release"],
+                     "previous_release": found["previous_release"]}, text)
+    else:
+        rows = found["backups"] or []
+        text = _table(rows, [("backup", lambda r: r["name"]), ("time", lambda r: r["time"]),
+                             ("commit", lambda r: r["commit"]), ("size", lambda r: _size(r["size"]))],
+                      f"{args.app} has no backups yet (each deploy backs up the release it replaces)")
+        _emit(args, {"backups": rows}, text)
+    return EXIT_OK
+
+
+def cmd_example(args: argparse.Namespace) -> int:
+    """Publish and deploy the bundled example app (what scripts/setup runs)."""
+    from dpl_web import example
+
+    runner = _runner(args)
+    say = (lambda line: None) if args.json else (lambda line: print(f"dpl: {line}", file=sys.stderr))
+    on_event = None if args.json else _progress
+    try:
+        report = _run_action(runner, lambda: example.ensure(runner, args.bridge_address, on_event=on_event,
+                                                            say=say))
+    except actions.ActionFailed as failure:
+        return _fail(args, EXIT_JOB_FAILED, "job_failed", str(failure), job=failure.job.id)
+    state = "deployed" if report["deployed"] else "already deployed"
+    _emit(args, report, [f"example app {state} (commit {report['commit'][:12]}): {report['url']}",
+                         f"try it: {report['curl']}"])
+    return EXIT_OK
+
+
+def cmd_container_run(args: argparse.Namespace) -> int:
+    runner = _runner(args)
+    if args.action == "create":
+        fields = _given(args, CONTAINER_OPTIONS)
+        return _action(args, runner, f"create of container {args.name}", lambda on_event: actions.create_container(
+            runner, args.name, args.host, on_event=on_event, **fields))
+    if args.action == "delete":
+        return _action(args, runner, f"delete of container {args.name}", lambda on_event: actions.delete_container(
+            runner, args.name, force=args.force, on_event=on_event))
+    return _action(args, runner, f"{args.action} of container {args.name}",
+                   lambda on_event: actions.container_action(runner, args.name, args.action, on_event=on_event))
 
 
 # -- the parser ----------------------------------------------------------------------------
@@ -597,6 +783,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command(containers, "remove", cmd_container_remove, "remove a container's record")
     sub.add_argument("name")
     sub.add_argument("--cascade", action="store_true", help="also remove its projects and apps")
+    sub = command(containers, "create", cmd_container_run,
+                  "record a container and create it in LXD, with the seed's directory layout")
+    sub.add_argument("name")
+    sub.add_argument("--host", default="local", help="the LXD host it runs on (default local)")
+    _container_options(sub, edit=False)
+    for verb, summary in (("start", "start a container"), ("stop", "stop a container"),
+                          ("restart", "restart a container"),
+                          ("reconfigure", "apply the registry's limits, profiles and address to a container")):
+        command(containers, verb, cmd_container_run, summary).add_argument("name")
+    sub = command(containers, "delete", cmd_container_run,
+                  "delete a container in LXD, then its record (refused while it has apps)")
+    sub.add_argument("name")
+    sub.add_argument("--force", action="store_true", help="delete it with its apps, and remove their vhosts")
 
     projects = commands.add_parser("project", help="projects (in containers)").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -637,7 +836,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--add-domain", action="append", metavar="DOMAIN", help="add a domain, repeatable")
     sub.add_argument("--remove-domain", action="append", metavar="DOMAIN", help="remove a domain, repeatable")
     sub.add_argument("--unset-env", action="append", metavar="NAME", help="remove a variable, repeatable")
-    command(apps, "remove", cmd_app_remove, "remove an app's record").add_argument("app", metavar="PROJECT/APP")
+    sub = command(apps, "remove", cmd_app_remove, "stop an app, remove its releases and vhosts, then its record "
+                                                  "(backups stay)")
+    sub.add_argument("app", metavar="PROJECT/APP")
+    sub.add_argument("--record-only", action="store_true", help="only remove the registry record")
+
+    sub = command(apps, "rollback", cmd_app_rollback, "switch an app back to its previous release")
+    sub.add_argument("app", metavar="PROJECT/APP")
+    sub = command(apps, "restore", cmd_app_restore, "rebuild an app from one of its backups and make it live")
+    sub.add_argument("app", metavar="PROJECT/APP")
+    sub.add_argument("backup", help="the backup's file name (dpl app backups PROJECT/APP)")
+    command(apps, "releases", cmd_app_history, "list an app's releases (time, commit, size)").add_argument(
+        "app", metavar="PROJECT/APP")
+    command(apps, "backups", cmd_app_history, "list an app's backups (time, commit, size)").add_argument(
+        "app", metavar="PROJECT/APP")
+
+    sub = command(commands, "deploy", cmd_deploy, "deploy an app from git into its container",
+                  epilog='--from-json takes the seed\'s request: {"name": "pixel-sushi", "project": '
+                         '"pixel-sushi", "repo": "https://.../pixel-sushi.git"} plus optional ref, port, '
+                         'domain, start, deploy_script, env, container. It records (or updates) the app, '
+                         'creates its container when the project has none, then deploys.')
+    sub.add_argument("app", nargs="?", metavar="PROJECT/APP")
+    sub.add_argument("--ref", help="branch, tag or commit (default: the app's ref in the registry)")
+    sub.add_argument("--from-json", metavar="FILE", help="the request as JSON ('-': standard input)")
+
+    sub = command(commands, "example", cmd_example,
+                  "publish examples/hello and deploy it behind nginx on hello.dpl.test (scripts/setup runs this)")
+    sub.add_argument("--bridge-address", default="10.210.0.1",
+                     help="where the containers reach this host's git daemon (default 10.210.0.1)")
 
     jobs = commands.add_parser("job", help="the history of jobs").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -682,6 +908,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, EXIT_REGISTRY, "registry", str(exc))
     except Failure as exc:
         return _fail(args, EXIT_FAILURE, "failure", str(exc))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

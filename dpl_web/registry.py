@@ -32,7 +32,7 @@ import ipaddress
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -784,10 +784,11 @@ class Registry:
                 "SELECT name FROM project WHERE container_id = ? ORDER BY name", (row["id"],))]
         return container
 
-    def _free_ipv4(self, host_id: int, bridge_ipv4: str) -> str:
+    def _free_ipv4(self, host_id: int, bridge_ipv4: str, avoid: Iterable[str] = ()) -> str:
         interface = ipaddress.IPv4Interface(bridge_ipv4)
         used = {row["ipv4"] for row in self.conn.execute(
             "SELECT ipv4 FROM container WHERE host_id = ?", (host_id,))}
+        used.update(avoid)
         used.add(str(interface.ip))
         network = interface.network
         first = int(network.network_address) + FIRST_CONTAINER_ADDRESS
@@ -809,9 +810,11 @@ class Registry:
             raise Conflict(f"ipv4 {ipv4} is already the address of container {row['name']!r}: "
                            "choose another, or leave it out to get the next free one")
 
-    def add_container(self, name: str, host: str = "local", **fields: Any) -> dict[str, Any]:
+    def add_container(self, name: str, host: str = "local", avoid_ipv4: Iterable[str] = (),
+                      **fields: Any) -> dict[str, Any]:
         """Record a container on ``host``. Fields: image, profiles, cpu, memory, disk, ipv4
-        (default: the lowest free address from .10 up in the host's bridge network), notes."""
+        (default: the lowest free address from .10 up in the host's bridge network, skipping
+        ``avoid_ipv4``: addresses LXD has given out that the registry does not know), notes."""
         validation.container_name(name, "container")
         validation.name(host, "host")
         values = _check("container", fields, CONTAINER_FIELDS, defaults=True)
@@ -823,7 +826,7 @@ class Registry:
             if host_row is None:
                 raise NotFound("host", host, "see `dpl host list`, or `dpl init` for the local host")
             if values["ipv4"] is None:
-                values["ipv4"] = self._free_ipv4(host_row["id"], host_row["bridge_ipv4"])
+                values["ipv4"] = self._free_ipv4(host_row["id"], host_row["bridge_ipv4"], avoid_ipv4)
             else:
                 self._check_ipv4(host_row["id"], host_row["bridge_ipv4"], values["ipv4"], name)
             values["profiles"] = json.dumps(values["profiles"])

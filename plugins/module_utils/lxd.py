@@ -588,11 +588,13 @@ class _Prefetched:
         self._sock = sock
         self._data = data
 
-    def recv(self, size):
+    def recv(self, size, flags=0):
         if self._data:
-            data, self._data = self._data[:size], self._data[size:]
+            data = self._data[:size]
+            if not flags & socket.MSG_PEEK:
+                self._data = self._data[size:]
             return data
-        return self._sock.recv(size)
+        return self._sock.recv(size, flags)
 
     def pending(self):
         return len(self._data) + (self._sock.pending() if hasattr(self._sock, "pending") else 0)

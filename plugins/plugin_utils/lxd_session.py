@@ -371,6 +371,7 @@ def _refuse_all(listener, message):
         except OSError:
             return
         _reply_error(conn, message)
+        conn.close()
 
 
 def _reply_error(conn, message, not_run=True):
@@ -379,7 +380,6 @@ def _reply_error(conn, message, not_run=True):
         conn.sendall(REPLY_HEAD.pack(len(head), 0, 0) + head)
     except OSError:
         pass
-    conn.close()
 
 
 def _serve_requests(listener, pool, idle):
@@ -396,12 +396,21 @@ def _serve_requests(listener, pool, idle):
 
 
 def _serve_one(conn, pool):
+    """Serve one worker's request; whatever happens, the worker gets an answer."""
+    try:
+        _serve_request(conn, pool)
+    except Exception as exc:  # noqa: BLE001 - a broker thread must never leave a worker waiting
+        _reply_error(conn, "session broker error: %r" % exc, not_run=False)
+    finally:
+        conn.close()
+
+
+def _serve_request(conn, pool):
     conn.settimeout(None)
     try:
         hlen, slen = REQUEST_HEAD.unpack(_recv_exact(conn, REQUEST_HEAD.size))
         request = REQUEST_HEAD.pack(hlen, slen) + _recv_exact(conn, hlen + slen)
     except (OSError, EOFError):
-        conn.close()
         return
     try:
         runner = pool.acquire()
@@ -434,7 +443,6 @@ def _serve_one(conn, pool):
         conn.sendall(reply)
     except OSError:
         pass
-    conn.close()
 
 
 if __name__ == "__main__":  # pragma: no cover - started through SessionClient

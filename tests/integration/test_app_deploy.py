@@ -23,7 +23,6 @@ import pytest
 
 from dpl_web.paths import REPO_ROOT
 from tests.conftest import ContainerFactory
-from tests.support.apps import AppRepo, GitDaemon, app_files
 from tests.support.playbooks import lxd_inventory, run_playbook
 
 pytestmark = pytest.mark.lxd
@@ -37,21 +36,6 @@ def box(lxd_client):
     name = factory.create()
     yield name, lxd_client.ipv4_addresses(name)[0]
     factory.cleanup()
-
-
-@pytest.fixture(scope="module")
-def repos(tmp_path_factory):
-    """One repository with good and bad versions, served by git daemon on the bridge."""
-    root = tmp_path_factory.mktemp("repos")
-    repo = AppRepo(root, "demo")
-    repo.commit("v1", app_files("v1"), tag="v1")
-    repo.commit("v2", app_files("v2"), tag="v2")
-    repo.commit("crash", app_files("crash", startup="process.exit(3);"), tag="crash")
-    repo.commit("sick", app_files("sick", health_status=500), tag="sick")
-    repo.commit("v3", app_files("v3"), tag="v3")
-    daemon = GitDaemon(root)
-    yield repo, daemon.url(repo)
-    daemon.stop()
 
 
 class App:

@@ -218,7 +218,7 @@ def test_app_round_trip_with_options(ready):
     assert dpl("--json", "app", "edit", "shop/web", "--domain", "only.example.com").json["app"]["domains"] == [
         "only.example.com"]
     dpl("app", "edit", "shop/web", "--remove-domain", "nope.example.com", expect=5)
-    dpl("app", "remove", "shop/web")
+    dpl("app", "remove", "shop/web", "--record-only")
     dpl("app", "show", "shop/web", expect=5)
 
 

@@ -1,0 +1,156 @@
+"""The `dpl` commands that run jobs, end to end: registry -> inventory plugin -> playbooks ->
+real containers, real git, the host's real nginx.
+
+Each test has its own registry and state directory (DPL_REGISTRY, XDG_STATE_HOME), so
+the user's registry and job history are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pylxd
+import pytest
+
+from tests.conftest import TEST_PREFIX, delete_instance
+
+pytestmark = pytest.mark.lxd
+
+DPL = str(Path(sys.executable).parent / "dpl")
+SECRET = "Zq9-secret-Value-77"
+
+
+class Dpl:
+    def __init__(self, tmp_path: Path):
+        self.env = dict(os.environ, DPL_REGISTRY=str(tmp_path / "registry.sqlite3"),
+                        XDG_STATE_HOME=str(tmp_path / "state"))
+        self.state = tmp_path / "state"
+
+    def __call__(self, *args: str, stdin: str | None = None, expect: int = 0) -> subprocess.CompletedProcess:
+        proc = subprocess.run([DPL, *args], input=stdin, capture_output=True, text=True, env=self.env,
+                              timeout=900)
+        assert proc.returncode == expect, f"dpl {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def json(self, *args: str, **kwargs) -> dict:
+        return json.loads(self("--json", *args, **kwargs).stdout)
+
+
+@pytest.fixture
+def dpl(tmp_path, lxd_client):
+    tool = Dpl(tmp_path)
+    tool("init", "--bridge", "dplbr0", "--bridge-ipv4", "10.210.0.1/24")
+    made = []
+    tool.made = made
+    yield tool
+    for name in made:
+        delete_instance(lxd_client, name)
+
+
+def curl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "--silent", "--show-error", "--max-time", "10", *args], capture_output=True,
+                          text=True, check=False)
+
+
+def files_containing(root: Path, needle: str) -> list[str]:
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and needle.encode() in path.read_bytes():
+            found.append(str(path))
+    return found
+
+
+def test_container_lifecycle_through_the_cli(dpl):
+    name = f"{TEST_PREFIX}{uuid.uuid4().hex[:8]}"
+    dpl.made.append(name)
+    created = dpl.json("container", "create", name, "--memory", "384MB")
+    assert created["status"] == "successful"
+    record = dpl.json("container", "show", name)["container"]
+    assert record["status"] == "Running" and record["ipv4"].startswith("10.210.0.")
+    instance = pylxd.Client().instances.get(name)
+    assert instance.config["limits.memory"] == "384MB"
+    assert instance.devices["eth0"]["ipv4.address"] == record["ipv4"]
+
+    # The layout, and a directory per project/app once the registry has them.
+    dpl("app", "add", "dpltest-proj/site", "--container", name, "--repo", "https://git.example.com/site.git")
+    assert dpl.json("container", "reconfigure", name)["status"] == "successful"
+    api = pylxd.Client().api.instances[name].files
+    for path in ("/root/apps", "/root/backups", "/root/deploy", "/root/apps/dpltest-proj",
+                 "/root/backups/dpltest-proj/site", "/root/deploy/dpltest-proj/site"):
+        response = api.get(params={"path": path})
+        assert response.headers["X-LXD-type"] == "directory", path
+
+    assert dpl.json("container", "stop", name)["status"] == "successful"
+    assert dpl.json("container", "show", name)["container"]["status"] == "Stopped"
+    assert dpl.json("container", "start", name)["status"] == "successful"
+    again = dpl.json("container", "show", name)["container"]
+    assert (again["status"], again["ipv4"]) == ("Running", record["ipv4"])
+
+    refused = dpl("container", "delete", name, expect=7)
+    assert "still has 1 app(s) (dpltest-proj/site)" in refused.stderr
+    assert pylxd.Client().instances.exists(name)
+    dpl("container", "delete", name, "--force")
+    assert not pylxd.Client().instances.exists(name)
+    dpl("container", "show", name, expect=5)
+
+
+def test_a_failed_create_leaves_no_record_and_no_container(dpl):
+    name = f"{TEST_PREFIX}{uuid.uuid4().hex[:8]}"
+    dpl.made.append(name)
+    failed = dpl("container", "create", name, "--image", "dpltest-no-such-image", expect=7)
+    assert "image 'dpltest-no-such-image' is not in the local image store" in failed.stderr
+    dpl("container", "show", name, expect=5)
+    assert not pylxd.Client().instances.exists(name)
+
+
+def test_the_seeds_request_deploys_and_nginx_serves_it(dpl, repos):
+    project = f"{TEST_PREFIX}{uuid.uuid4().hex[:6]}"
+    domain = f"{project}.dpl.test"
+    dpl.made.append(project)
+    request = {"name": "web", "project": project, "repo": repos[1], "ref": "v1", "port": 3000, "domain": domain,
+               "health_path": "/health", "env": {"PLAIN": "plain", "API_TOKEN": {"value": SECRET, "secret": True}}}
+    deployed = dpl("deploy", "--from-json", "-", stdin=json.dumps(request))
+    # Progress lines while it ran, the result at the end.
+    assert "==> Deploy the app" in deployed.stderr and "changed" in deployed.stderr
+    assert "deploy: successful" in deployed.stdout
+
+    # Through the host's nginx, over TLS, as Cloudflare would reach it.
+    answer = curl("--insecure", "--resolve", f"{domain}:443:127.0.0.1", f"https://{domain}/")
+    assert answer.returncode == 0, answer.stderr
+    body = json.loads(answer.stdout)
+    assert (body["version"], body["secret_length"], body["plain"]) == ("v1", len(SECRET), "plain")
+    redirect = curl("--include", "--resolve", f"{domain}:80:127.0.0.1", f"http://{domain}/")
+    assert redirect.stdout.startswith("HTTP/1.1 301") and f"Location: https://{domain}/" in redirect.stdout
+
+    dpl("deploy", f"{project}/web", "--ref", "v2")
+    answer = curl("--insecure", "--resolve", f"{domain}:443:127.0.0.1", f"https://{domain}/")
+    assert json.loads(answer.stdout)["version"] == "v2"
+    jobs = dpl.json("job", "list", "--app", f"{project}/web")["jobs"]
+    assert [job["status"] for job in jobs] == ["successful", "successful"]
+    assert jobs[0]["commit"] == repos[0].commits["v2"]
+
+    # The secret is nowhere: not in the job logs, the runner's files, the registry's text output.
+    for job in jobs:
+        assert SECRET not in dpl("job", "show", str(job["id"])).stdout
+    assert files_containing(dpl.state, SECRET) == []
+    assert SECRET not in dpl("app", "show", f"{project}/web").stdout
+
+    releases = dpl.json("app", "releases", f"{project}/web")["releases"]
+    assert [r["live"] for r in releases] == [False, True]
+    backups = dpl.json("app", "backups", f"{project}/web")["backups"]
+    assert backups[0]["commit"] == repos[0].commits["v1"][:12]
+    dpl("app", "rollback", f"{project}/web")
+    assert json.loads(curl("--insecure", "--resolve", f"{domain}:443:127.0.0.1",
+                           f"https://{domain}/").stdout)["version"] == "v1"
+
+    # Removing the app takes its vhost away (and nginx keeps serving the others).
+    dpl("app", "remove", f"{project}/web")
+    gone = curl("--insecure", "--resolve", f"{domain}:443:127.0.0.1", f"https://{domain}/")
+    assert gone.returncode != 0
+    assert not Path(f"/etc/nginx/sites-available/{domain}.conf").exists()
+    dpl("container", "delete", project)

@@ -21,6 +21,7 @@ Two things ansible-runner does not do for us, done here:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -120,6 +121,7 @@ class Job:
         self.secrets = sorted((s for s in secrets if s and len(s) >= 3), key=len, reverse=True)
         self.directory = runner.jobs_dir / str(job_id)
         self.results: list[dict[str, Any]] = []
+        self.no_hosts: list[str] = []
         self.cancel_requested = threading.Event()
         self.timed_out = False
         self.started = time.monotonic()
@@ -140,6 +142,8 @@ class Job:
     def _event_handler(self, event: dict[str, Any]) -> bool:
         data = event.get("event_data") or {}
         kind = event.get("event", "")
+        if kind == "playbook_on_no_hosts_matched":
+            self.no_hosts.append(data.get("play") or "a play")
         res = data.get("res") or {}
         # A looped task reports each item (runner_item_on_*) and then a summary holding them
         # all under "results": record the items, not the summary.
@@ -170,7 +174,9 @@ class Job:
         registry_path = str(self.runner.registry_path)
         with Registry.open(registry_path) as reg:
             reg.start_job(self.id)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # A fresh directory: ansible-runner would read files a previous run left there.
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.directory.mkdir(parents=True)
         envvars = {
             "ANSIBLE_CONFIG": str(paths.REPO_ROOT / "ansible.cfg"),
             "DPL_REGISTRY": registry_path,
@@ -179,6 +185,8 @@ class Job:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",
+            # A registry the inventory cannot read fails the job instead of running on no host.
+            "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true",
         }
         status, rc = "failed", None
         stdout = ""
@@ -194,15 +202,19 @@ class Job:
                 quiet=True,
                 event_handler=self._event_handler,
                 cancel_callback=self._cancel_callback,
-                # Environment and secrets stay out of the status records.
+                # Environment and secrets stay out of the status records and of env/ files.
                 status_handler=lambda data, runner_config: None,
-                suppress_env_files=False,
+                suppress_env_files=True,
             )
             status, rc = runner.status, runner.rc
             with runner.stdout as handle:
                 stdout = handle.read()
         except Exception as exc:  # noqa: BLE001 - any runner failure must still close the job
             stdout = f"the job could not run: {exc}"
+        if status == "successful" and self.no_hosts and not self.results:
+            # The target is not in the inventory (a registry out of step with the request):
+            # a play that ran on nothing did nothing, and must not look like a success.
+            status = "failed"
         if self.timed_out:
             status = "timeout"
         elif self.cancel_requested.is_set():
@@ -229,6 +241,8 @@ class Job:
             return f"stopped after {self.timeout} s (timeout)"
         if status == "canceled":
             return "canceled"
+        if self.no_hosts and not self.results:
+            return f"no host matched {self.no_hosts[0]!r}: is {self.target} in the registry the job read?"
         if failures:
             first = failures[0]
             return f"{first['task']} on {first['host']}: {first['msg'].splitlines()[0] if first['msg'] else 'failed'}"
@@ -250,7 +264,9 @@ class JobRunner:
 
     def __init__(self, registry_path: str | Path | None = None, jobs_dir: Path | None = None):
         self.registry_path = Path(registry_path) if registry_path else paths.registry_path()
-        self.jobs_dir = jobs_dir or paths.state_dir() / "jobs"
+        # Job ids count per registry: each registry gets its own folder of job directories.
+        registry_key = hashlib.sha256(str(self.registry_path.resolve()).encode()).hexdigest()[:12]
+        self.jobs_dir = jobs_dir or paths.state_dir() / "jobs" / registry_key
         self.active: dict[int, Job] = {}
         self.lock = threading.Lock()
 

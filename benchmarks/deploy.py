@@ -9,12 +9,14 @@ Measures in one run, interleaved rounds (the order rotates every round), medians
 - P  = `ansible-playbook -i inventory/dpl.yml` with one ansible.builtin.ping task, same container;
 - D  = a full DPL deploy of a new commit (v1 and v2 alternate): playbooks/deploy.yml;
 - D0 = a redeploy of the live commit;
-- D4 = 4 apps in 4 other containers deployed together (`-e app=all`, a new commit each round).
+- D4 = 4 apps in 4 other containers deployed together (`-e app=all`, a new commit each round);
+- R4 = R in those 4 containers at once (for information: how much of D4 / D is the machine's
+  own limit, the same work 4x in parallel without Ansible).
 
 and prints the ratios of issue 5 ("Performance") with their targets (compare ratios, never
 absolute times from different runs: the machine is noisy and shared):
 
-    (D - R) / P <= 1.5     D0 / P <= 1.5     D4 / D <= 2     (D / R for information)
+    (D - R) / P <= 1.5     D0 / P <= 1.5     D4 / D <= 2     (D / R, R4 / R for information)
 
     .venv/bin/python benchmarks/deploy.py [--rounds 5] [--no-breakdown]
 
@@ -23,7 +25,7 @@ by `git daemon` on the bridge; two temporary registries (DPL_REGISTRY), one with
 of D, D0, P and R, one with the 4 containers of D4, on random free addresses of the bridge;
 the containers (`dplbench-<hex>`, made by playbooks/container.yml) and a first deploy of every
 app, so every measured deploy replaces a live release (and backs it up). R runs in the same
-container as D, as its own app (other directories, unit and port). One warm-up round is not
+container as D (and R4 in D4's), as its own app (other directories, unit and port). One warm-up round is not
 counted. The LXD connection's sessions stay warm between runs (they idle out after 60 s), for
 P as for D. After the rounds, unless --no-breakdown, one more P, D, D0 and D4 each run with a
 small timing callback (written to a temporary directory) to show where the time goes: start-up
@@ -45,6 +47,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -245,6 +248,7 @@ class Bench:
         self.workdir = workdir
         self.client = lxd.LXDClient(timeout=60)
         self.containers: list[str] = []
+        self.clients: dict[str, lxd.LXDClient] = {}
         self.daemon: GitDaemon | None = None
         self.registries: dict[str, Path] = {}
         self.live: dict[str, str] = {}  # app key -> live version label
@@ -275,14 +279,22 @@ class Bench:
             found[match.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
         return found
 
-    def raw(self, ref: str) -> tuple[float, dict[str, float]]:
-        container = self.containers[0]
+    def raw_four(self, ref: str) -> float:
+        """R in the 4 containers of D4 at once: what the machine itself allows for D4 / D."""
         started = time.perf_counter()
-        rc, out, err = self.client.execute(container, ["/bin/bash", "-c", RAW_SCRIPT, "raw", ref, str(RAW_PORT)],
-                                           timeout=300)
+        with ThreadPoolExecutor(len(self.containers) - 1) as pool:
+            list(pool.map(lambda name: self.raw(ref, name), self.containers[1:]))
+        return time.perf_counter() - started
+
+    def raw(self, ref: str, container: str | None = None) -> tuple[float, dict[str, float]]:
+        container = container or self.containers[0]
+        client = self.clients.setdefault(container, lxd.LXDClient(timeout=60))  # one per thread of raw_four
+        started = time.perf_counter()
+        rc, out, err = client.execute(container, ["/bin/bash", "-c", RAW_SCRIPT, "raw", ref, str(RAW_PORT)],
+                                      timeout=300)
         elapsed = time.perf_counter() - started
         if rc != 0:
-            raise SystemExit(f"R failed (rc {rc}):\n{out.decode()[-2000:]}\n{err.decode()[-3000:]}")
+            raise SystemExit(f"R failed in {container} (rc {rc}):\n{out.decode()[-2000:]}\n{err.decode()[-3000:]}")
         marks = dict((name, float(at)) for name, at in re.findall(r"^@(\w+) ([\d.]+)$", out.decode(), re.M))
         steps = {step: marks[after] - marks[step] for step, after in zip(RAW_STEPS, (*RAW_STEPS[1:], "end"),
                                                                           strict=True)}
@@ -329,18 +341,19 @@ class Bench:
         print(f"  containers up after {time.perf_counter() - started:.1f}s", flush=True)
 
         # R's clone (once, as DPL clones once) and first release; DPL's first deploys.
-        rc, _out, err = self.client.execute(names[0], ["/bin/sh", "-c",
+        for name in names:
+            rc, _out, err = self.client.execute(name, ["/bin/sh", "-c",
                                                        "mkdir -p /root/deploy/rawbench && git clone --quiet "
                                                        f"--no-checkout {url} /root/deploy/rawbench/web"])
-        if rc != 0:
-            raise SystemExit(f"clone for R failed: {err.decode()}")
+            if rc != 0:
+                raise SystemExit(f"clone for R failed: {err.decode()}")
         self.raw("v1")
-        self.live["raw"] = "v1"
+        self.raw_four("v1")
+        self.live["raw"] = self.live["raw4"] = "v1"
         self.deploy_one("v1")
         self.deploy_four("v1")
         for name in names:
-            assert serving(self.addresses[name], PORT) == "v1", name
-        assert serving(self.addresses[names[0]], RAW_PORT) == "v1"
+            assert serving(self.addresses[name], PORT) == serving(self.addresses[name], RAW_PORT) == "v1", name
         self.ping_play = self.workdir / "ping.yml"
         self.ping_play.write_text(PING_PLAY.format(host=names[0]))
         print(f"set-up done in {time.perf_counter() - started:.1f}s", flush=True)
@@ -381,6 +394,13 @@ class Bench:
             self.live["raw"] = ref
             assert serving(self.addresses[c0], RAW_PORT) == ref
             return elapsed, steps
+        if kind == "R4":
+            ref = self.other(self.live["raw4"])
+            elapsed = self.raw_four(ref)
+            self.live["raw4"] = ref
+            for name in self.containers[1:]:
+                assert serving(self.addresses[name], RAW_PORT) == ref
+            return elapsed, None
         if kind == "P":
             elapsed, proc = self.ansible("one", self.ping_play)
             assert self.recap(proc)[c0]["ok"] == 1
@@ -457,7 +477,7 @@ def main() -> None:
     # A SIGTERM too must reach the finally below, which deletes the containers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    kinds = ["R", "P", "D", "D0", "D4"]
+    kinds = ["R", "P", "D", "D0", "D4", "R4"]
     samples: dict[str, list[float]] = {kind: [] for kind in kinds}
     raw_steps: dict[str, list[float]] = {step: [] for step in RAW_STEPS}
     with tempfile.TemporaryDirectory(prefix="dplbench-") as tmp:
@@ -485,10 +505,12 @@ def main() -> None:
 
     med = {kind: statistics.median(values) for kind, values in samples.items()}
     names = {"R": "raw script, one exec", "P": "play with one ping", "D": "DPL deploy, new commit",
-             "D0": "DPL redeploy, live commit", "D4": "4 apps in 4 containers"}
+             "D0": "DPL redeploy, live commit", "D4": "4 apps in 4 containers",
+             "R4": "R in 4 containers at once"}
     print(f"\nmedian of {args.rounds} rounds:")
     for kind in kinds:
-        print(f"  {kind:3} {names[kind]:28} {med[kind]:6.2f} s")
+        print(f"  {kind:3} {names[kind]:28} {med[kind]:6.2f} s   (min {min(samples[kind]):.2f}, "
+              f"max {max(samples[kind]):.2f})")
     print("  R by step (median): " + ", ".join(f"{s} {statistics.median(v):.3f}" for s, v in raw_steps.items()))
     ratios = {"(D - R) / P": (med["D"] - med["R"]) / med["P"], "D0 / P": med["D0"] / med["P"],
               "D4 / D": med["D4"] / med["D"]}
@@ -497,6 +519,8 @@ def main() -> None:
         verdict = "ok" if value <= TARGETS[name] else "MISSED"
         print(f"ratio {name:12} = {value:5.2f}  (target <= {TARGETS[name]})  {verdict}")
     print(f"ratio {'D / R':12} = {med['D'] / med['R']:5.2f}  (for information)")
+    print(f"ratio {'R4 / R':12} = {med['R4'] / med['R']:5.2f}  (for information: the same work 4x at once, "
+          f"without Ansible, on this machine's {os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

@@ -556,17 +556,26 @@ class ExecStream:
         return buffered[:size]
 
     def alive(self):
-        """False when the command's output has ended (the exec is over)."""
-        if self._reader.closed:
-            return False
+        """False when the command's output has ended (the exec is over).
+
+        Reads what is waiting rather than peeking: TLS sockets cannot peek. What is read
+        is kept in the frame reader, so nothing of the stream is lost.
+        """
         stdout = self.sockets["1"]
-        readable, dummy, dummy = select.select([stdout], [], [], 0)
-        if not readable:
-            return True
-        try:
-            return bool(stdout.recv(1, socket.MSG_PEEK))
-        except OSError:
-            return False
+        while not self._reader.closed:
+            readable, dummy, dummy = select.select([stdout], [], [], 0)
+            if not readable and not _pending(stdout):
+                return True
+            stdout.setblocking(False)
+            try:
+                self._reader.feed(stdout.recv(1 << 16))
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return True
+            except OSError:
+                self._reader.closed = True
+            finally:
+                stdout.setblocking(True)
+        return False
 
     def kill(self, signal_number=15):
         """Signal the command (TERM by default) through the exec's control stream."""

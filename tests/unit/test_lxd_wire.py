@@ -1,0 +1,98 @@
+"""The LXD client's own websocket framing and the session wire format (no LXD needed)."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+
+from ansible_collections.dpl.platform.plugins.module_utils import lxd
+from ansible_collections.dpl.platform.plugins.plugin_utils import lxd_session
+from dpl_web.collection import ensure_link  # noqa: F401 - makes ansible_collections importable
+
+
+def unmask(frame: bytes) -> tuple[int, bytes]:
+    """Decode one client frame the way a server does."""
+    first, second = frame[0], frame[1]
+    assert first & 0x80 and second & 0x80, "final and masked"
+    length, offset = second & 0x7F, 2
+    if length == 126:
+        length, offset = struct.unpack("!H", frame[2:4])[0], 4
+    elif length == 127:
+        length, offset = struct.unpack("!Q", frame[2:10])[0], 10
+    mask, payload = frame[offset:offset + 4], frame[offset + 4:]
+    assert len(payload) == length
+    return first & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def server_frame(opcode: int, payload: bytes) -> bytes:
+    length = len(payload)
+    if length < 126:
+        return struct.pack("!BB", 0x80 | opcode, length) + payload
+    if length < 1 << 16:
+        return struct.pack("!BBH", 0x80 | opcode, 126, length) + payload
+    return struct.pack("!BBQ", 0x80 | opcode, 127, length) + payload
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 300_000])
+def test_client_frames_are_masked_and_round_trip(size):
+    payload = os.urandom(size)
+    opcode, decoded = unmask(lxd._frame(0x2, payload))
+    assert (opcode, decoded) == (0x2, payload)
+
+
+def test_reader_reassembles_frames_split_anywhere():
+    stream = server_frame(0x2, b"hello ") + server_frame(0x2, os.urandom(70_000)) + server_frame(0x8, b"")
+    reader = lxd._FrameReader()
+    for start in range(0, len(stream), 777):  # arbitrary chunk boundaries
+        reader.feed(stream[start:start + 777])
+    assert reader.closed
+    assert reader.data[0] == b"hello " and len(reader.data[1]) == 70_000
+
+
+def test_reader_answers_pings_and_ends_on_eof():
+    reader = lxd._FrameReader()
+    reader.feed(server_frame(0x9, b"are you there"))
+    assert unmask(reader.replies[0]) == (0xA, b"are you there")
+    assert not reader.closed
+    reader.feed(b"")
+    assert reader.closed
+
+
+def test_prefetched_socket_peeks_without_consuming():
+    class Sock:
+        def recv(self, size, flags=0):
+            return b"from the socket"
+
+    wrapped = lxd._Prefetched(Sock(), b"early")
+    assert wrapped.recv(3, __import__("socket").MSG_PEEK) == b"ear"
+    assert wrapped.recv(100) == b"early"
+    assert wrapped.recv(100) == b"from the socket"
+
+
+def test_session_requests_encode_stdin_verbatim():
+    encoded = lxd_session.encode_request(["/bin/sh", "-c", "cat"], {"PATH": "/bin"}, "/root", 0, 0, b"\x00\xffdata")
+    hlen, slen = lxd_session.REQUEST_HEAD.unpack(encoded[:8])
+    assert encoded[8 + hlen:] == b"\x00\xffdata" and slen == 6
+
+
+def test_a_different_pinned_certificate_never_shares_a_session(tmp_path):
+    one, two = tmp_path / "one.crt", tmp_path / "two.crt"
+    one.write_text("certificate one")
+    two.write_text("certificate two")
+    base = {"endpoint": "https://10.0.0.2:8443", "project": None, "instance": "shop", "uid": 0,
+            "client_cert": None, "client_key": None, "server_cert": str(one)}
+    first = lxd_session.session_socket_path(str(tmp_path), base)
+    assert first == lxd_session.session_socket_path(str(tmp_path), dict(base))
+    assert first != lxd_session.session_socket_path(str(tmp_path), dict(base, server_cert=str(two)))
+    assert first != lxd_session.session_socket_path(str(tmp_path), dict(base, uid=1000))
+    one.write_text("certificate one, replaced in place")
+    assert first != lxd_session.session_socket_path(str(tmp_path), base)
+
+
+def test_https_endpoints_need_a_pinned_certificate():
+    with pytest.raises(lxd.LXDError, match="needs the server certificate to pin"):
+        lxd.LXDClient("https://10.0.0.2:8443", client_cert="c", client_key="k")
+    with pytest.raises(lxd.LXDError, match="unsupported LXD endpoint"):
+        lxd.LXDClient("ftp://10.0.0.2")

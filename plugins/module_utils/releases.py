@@ -108,8 +108,10 @@ class AppPaths:
 
     def release_ids(self):
         try:
+            # Not hidden links, not builds in progress (.tmp): only finished releases.
             return sorted(entry for entry in os.listdir(self.releases)
-                          if not entry.startswith(".") and os.path.isdir(self.release_path(entry)))
+                          if not entry.startswith(".") and not entry.endswith(".tmp")
+                          and os.path.isdir(self.release_path(entry)))
         except OSError:
             return []
 
@@ -475,7 +477,10 @@ def directory_size(path):
 def env_file_text(env):
     lines = ["# Written by DPL; edit the app in the registry instead."]
     for key in sorted(env):
-        value = str(env[key]).replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+        # Inside double quotes systemd (like sh) gives \\ \" \$ and \` their literal meaning.
+        value = str(env[key])
+        for special in ("\\", '"', "$", "`"):
+            value = value.replace(special, "\\" + special)
         lines.append('%s="%s"' % (key, value))
     return "\n".join(lines) + "\n"
 

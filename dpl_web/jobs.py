@@ -25,6 +25,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from dpl_web import paths
-from dpl_web.registry import Conflict, Registry
+from dpl_web.registry import Conflict, NotFound, Registry
 
 # How many finished jobs keep their private data directory (artifacts, events).
 KEEP_JOB_DIRECTORIES = 50
@@ -70,9 +71,34 @@ class JobResult:
         return [r for r in self.results if r.get("module") == module]
 
 
-def job_processes(job_id: int) -> list[int]:
-    """Every process started for the job (they inherit DPL_JOB_ID), except this one."""
-    marker = f"DPL_JOB_ID={job_id}".encode()
+def owner_id() -> str:
+    """Who runs a job: this machine and process, as recorded in the registry."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str) -> bool:
+    """Is the process named by an owner string still running? (Another machine's: assume so.)"""
+    host, _sep, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def job_marker(registry_path: Path, job_id: int) -> str:
+    """The DPL_JOB_ID value of a job: job ids count per registry, the marker is machine-wide."""
+    key = hashlib.sha256(str(Path(registry_path).resolve()).encode()).hexdigest()[:12]
+    return f"{key}:{job_id}"
+
+
+def job_processes(marker: str) -> list[int]:
+    """Every process started for the job (they inherit DPL_JOB_ID=marker), except this one."""
+    marker = f"DPL_JOB_ID={marker}".encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -86,17 +112,17 @@ def job_processes(job_id: int) -> list[int]:
     return found
 
 
-def stop_job_processes(job_id: int, grace: float = TERM_GRACE) -> None:
+def stop_job_processes(marker: str, grace: float = TERM_GRACE) -> None:
     """SIGTERM the job's processes, then SIGKILL what is left after ``grace`` seconds."""
-    for pid in job_processes(job_id):
+    for pid in job_processes(marker):
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and job_processes(job_id):
+    while time.monotonic() < deadline and job_processes(marker):
         time.sleep(0.1)
-    for pid in job_processes(job_id):
+    for pid in job_processes(marker):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -120,6 +146,7 @@ class Job:
         self.on_event = on_event
         self.secrets = sorted((s for s in secrets if s and len(s) >= 3), key=len, reverse=True)
         self.directory = runner.jobs_dir / str(job_id)
+        self.marker = job_marker(runner.registry_path, job_id)
         self.results: list[dict[str, Any]] = []
         self.no_hosts: list[str] = []
         self.cancel_requested = threading.Event()
@@ -135,7 +162,7 @@ class Job:
         if elapsed > self.timeout and not self.timed_out:
             self.timed_out = True
         if self.cancel_requested.is_set() or self.timed_out:
-            stop_job_processes(self.id)
+            stop_job_processes(self.marker)
             return True
         return False
 
@@ -160,7 +187,10 @@ class Job:
                 "log": self.scrub(res["log"]) if isinstance(res.get("log"), str) else "",
             })
         if self.on_event:
-            self.on_event(event)
+            try:
+                self.on_event(event)
+            except Exception:  # noqa: BLE001 - a broken progress printer must not break the job
+                self.on_event = None
         return True
 
     def scrub(self, text: str) -> str:
@@ -169,18 +199,38 @@ class Job:
         return text
 
     def run(self) -> JobResult:
+        """Run the job; whatever happens, its record is finished (never left running)."""
+        status, log = "failed", ""
+        try:
+            self.result = self._run()
+            return self.result
+        except BaseException as exc:
+            log = f"the job stopped: {exc!r}"
+            raise
+        finally:
+            if self.result is None:
+                self.result = JobResult(self.id, status, None, self.results, log)
+                try:
+                    with Registry.open(str(self.runner.registry_path)) as reg:
+                        reg.finish_job(self.id, status, summary=log[:500])
+                except Exception:  # noqa: BLE001 - already failing; the orphan check will catch it
+                    pass
+            with self.runner.lock:
+                self.runner.active.pop(self.id, None)
+
+    def _run(self) -> JobResult:
         import ansible_runner  # heavy; only jobs need it
 
         registry_path = str(self.runner.registry_path)
         with Registry.open(registry_path) as reg:
-            reg.start_job(self.id)
+            reg.start_job(self.id, owner=owner_id())
         # A fresh directory: ansible-runner would read files a previous run left there.
         shutil.rmtree(self.directory, ignore_errors=True)
         self.directory.mkdir(parents=True)
         envvars = {
             "ANSIBLE_CONFIG": str(paths.REPO_ROOT / "ansible.cfg"),
             "DPL_REGISTRY": registry_path,
-            "DPL_JOB_ID": str(self.id),
+            "DPL_JOB_ID": self.marker,
             # ansible-runner runs ansible-playbook from PATH.
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
             "ANSIBLE_NOCOLOR": "1",
@@ -230,10 +280,7 @@ class Job:
             reg.finish_job(self.id, status, commit=commits[-1] if commits else None, summary=summary,
                            log=log, changed=changed or None)
         self.runner.prune_directories()
-        self.result = JobResult(self.id, status, rc, self.results, log)
-        with self.runner.lock:
-            self.runner.active.pop(self.id, None)
-        return self.result
+        return JobResult(self.id, status, rc, self.results, log)
 
     def summary(self, status: str) -> str:
         failures = [r for r in self.results if r["status"] in ("failed", "unreachable")]
@@ -292,11 +339,16 @@ class JobRunner:
         when it is done (``job.result`` holds the outcome).
         """
         with Registry.open(self.registry_path) as reg, reg.transaction():
+            # A job whose process died (killed, crashed) must not block its target for ever.
+            reg.fail_orphaned_jobs(owner_alive)
             active = reg.list_jobs(target=target, status=["queued", "running"], limit=1)
+            # An app and its container are one target as far as clashes go: stopping or
+            # deleting a container in the middle of a deploy in it would break the deploy.
+            active += [job for job in self.related_jobs(reg, target) if job not in active]
             if active:
-                raise JobRefused(f"job {active[0]['id']} ({active[0]['kind']}) is still {active[0]['status']} "
-                                 f"for {target}: wait for it, or cancel it")
-            job_id = reg.create_job(kind, target, who or default_user())
+                raise JobRefused(f"job {active[0]['id']} ({active[0]['kind']} of {active[0]['target']}) is still "
+                                 f"{active[0]['status']}: wait for it to finish")
+            job_id = reg.create_job(kind, target, who or default_user(), owner=owner_id())
         job = Job(self, job_id, kind, target, playbook, dict(extravars or {}), limit, timeout, on_event,
                   secrets or [])
         with self.lock:
@@ -308,14 +360,33 @@ class JobRunner:
             job.run()
         return job
 
+    @staticmethod
+    def related_jobs(reg: Registry, target: str) -> list[dict[str, Any]]:
+        """Active jobs that clash with one for ``target``: for a container, any job of its
+        apps; for an app, a job of its container."""
+        kind, _sep, rest = target.partition("/")
+        if kind == "container":
+            return reg.list_jobs(container=rest, status=["queued", "running"], limit=5)
+        if kind == "app":
+            project, _sep, _app = rest.partition("/")
+            try:
+                container = reg.get_project(project)["container"]
+            except NotFound:
+                return []
+            return reg.list_jobs(target=f"container/{container}", status=["queued", "running"], limit=5)
+        return []
+
     def prune_directories(self) -> None:
         """Keep the private data directories of the newest finished jobs only."""
         try:
             directories = sorted((d for d in self.jobs_dir.iterdir() if d.name.isdigit()), key=lambda d: int(d.name))
         except OSError:
             return
+        with self.lock:
+            running = {str(job_id) for job_id in self.active}
         for old in directories[:-KEEP_JOB_DIRECTORIES]:
-            shutil.rmtree(old, ignore_errors=True)
+            if old.name not in running:
+                shutil.rmtree(old, ignore_errors=True)
 
 
 def default_user() -> str:

@@ -147,6 +147,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX job_project ON job (project, id);
     CREATE INDEX job_status ON job (status);
     """,
+    # v3: the process running a job, so a job whose process died can be told from one
+    # still running (and stop blocking its target).
+    """
+    ALTER TABLE job ADD COLUMN owner TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -537,6 +542,7 @@ def _job_dict(row: sqlite3.Row, with_log: bool) -> dict[str, Any]:
     job = {key: row[key] for key in (
         "id", "kind", "target", "container", "project", "who", "status", "created_at", "started_at",
         "finished_at", "summary")}
+    job["owner"] = row["owner"] if "owner" in row.keys() else None
     job["commit"] = row["commit_id"]
     job["changed"] = json.loads(row["changed"]) if row["changed"] is not None else None
     if with_log:
@@ -1207,7 +1213,7 @@ class Registry:
 
     # -- jobs --------------------------------------------------------------------------
 
-    def create_job(self, kind: str, target: str, who: str) -> int:
+    def create_job(self, kind: str, target: str, who: str, owner: str | None = None) -> int:
         """Record a queued job: ``kind`` (deploy, rollback, container-create, ...), ``target``
         (``app/PROJECT/APP``, ``container/NAME``, ``project/NAME`` or ``host/NAME``) and
         ``who`` asked for it. Returns its id. The target need not exist any more later: the
@@ -1225,8 +1231,8 @@ class Registry:
                                 "WHERE p.name = ?", (project,))
                 container = row[0] if row else None
             cursor = conn.execute(
-                "INSERT INTO job (kind, target, container, project, who, status, created_at) "
-                "VALUES (?, ?, ?, ?, ?, 'queued', ?)", (kind, target, container, project, who, _now()))
+                "INSERT INTO job (kind, target, container, project, who, status, created_at, owner) "
+                "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)", (kind, target, container, project, who, _now(), owner))
             return cursor.lastrowid
 
     def get_job(self, job_id: int) -> dict[str, Any]:
@@ -1237,15 +1243,28 @@ class Registry:
             raise NotFound("job", str(job_id), "see `dpl job list`")
         return _job_dict(row, with_log=True)
 
-    def start_job(self, job_id: int) -> dict[str, Any]:
-        """Mark a queued job running."""
+    def start_job(self, job_id: int, owner: str | None = None) -> dict[str, Any]:
+        """Mark a queued job running; ``owner`` (``host:pid``) names the process running it."""
         validation.count(job_id, "job", minimum=1, maximum=2**62)
         with self.transaction() as conn:
             job = self.get_job(job_id)
             if job["status"] != "queued":
                 raise Conflict(f"job {job_id} is {job['status']}, not queued: it cannot start")
-            conn.execute("UPDATE job SET status = 'running', started_at = ? WHERE id = ?", (_now(), job_id))
+            conn.execute("UPDATE job SET status = 'running', started_at = ?, owner = ? WHERE id = ?",
+                         (_now(), owner, job_id))
         return self.get_job(job_id)
+
+    def fail_orphaned_jobs(self, is_alive: Callable[[str], bool]) -> list[int]:
+        """Mark failed the queued or running jobs whose owner process is gone (``is_alive``
+        answers for an owner string). Returns their ids."""
+        with self.transaction() as conn:
+            orphaned = [row["id"] for row in conn.execute(
+                "SELECT id, owner FROM job WHERE status IN ('queued', 'running') AND owner IS NOT NULL")
+                if not is_alive(row["owner"])]
+            for job_id in orphaned:
+                conn.execute("UPDATE job SET status = 'failed', finished_at = ?, summary = ? WHERE id = ?",
+                             (_now(), "the process running this job died before it finished", job_id))
+        return orphaned
 
     def finish_job(self, job_id: int, status: str, commit: str | None = None, summary: str | None = None,
                    log: str | None = None, changed: Any = None) -> dict[str, Any]:

@@ -28,7 +28,7 @@ class Pipeline:
                                        params["backups_root"], params["deploy_root"])
         secret_env = params.get("secret_env") or {}
         self.masker = releases.Masker([str(v) for v in secret_env.values()])
-        self.env = dict(params.get("env") or {})
+        self.env = {k: str(v) for k, v in (params.get("env") or {}).items()}
         self.env.update({k: str(v) for k, v in secret_env.items()})
         self.env.setdefault("NODE_ENV", "production")
         self.env["PORT"] = str(params["port"])
@@ -46,40 +46,61 @@ class Pipeline:
         self.result["log"] = self.runner.text()
         return self.result
 
-    def activate(self, release_id, service, saved_service=None):
-        """Switch to ``release_id``, restart, check; on failure switch back and re-check.
+    def check_health(self, service):
+        return releases.health_check(service, self.params["port"], self.params["health_path"],
+                                     self.params["health_timeout"])
 
-        ``saved_service`` (from Service.snapshot) puts the previous release's environment
-        and start command back with it.
+    def activate(self, release_id, service, discard_on_failure=True):
+        """Make ``release_id`` live with the new environment and start command, restart,
+        check. On any failure, a kill included, put back the release and the service files
+        that were live, restart them and (unless killed) check them again, then re-raise.
         """
+        saved = service.snapshot()
         before_previous = self.paths.previous_release()
-        replaced = self.paths.switch(release_id)
-        self.result["changed"] = True
+        live = self.paths.live_release()
+        replaced = None
         try:
+            changed = service.install(self.env, self.params["start_command"])
+            if release_id != live:
+                replaced = self.paths.switch(release_id)
+                changed = True
+            if not changed:
+                return live, self.check_health(service)
+            self.result["changed"] = True
             service.restart()
-            status = releases.health_check(service, self.params["port"], self.params["health_path"],
-                                           self.params["health_timeout"])
-        except StepFailed as failure:
+            return replaced, self.check_health(service)
+        except BaseException as failure:
+            self.undo(failure, release_id, live, before_previous, service, saved, discard_on_failure)
+            raise
+
+    def undo(self, failure, release_id, live, before_previous, service, saved, discard):
+        """Put back what :meth:`activate` changed; say what was done on ``failure``."""
+        killed = not isinstance(failure, StepFailed)
+        if release_id != live:
             self.result["failed_release"] = release_id
-            if replaced:
-                self.paths.switch_back(replaced, before_previous)
-                if saved_service:
-                    service.restore(saved_service)
+        try:
+            if live:
+                if release_id != live:
+                    self.paths.switch_back(live, before_previous)
+                service.restore(saved)
+                service.restart()
+                if killed:
+                    return
                 try:
-                    service.restart()
-                    releases.health_check(service, self.params["port"], self.params["health_path"],
-                                          self.params["health_timeout"])
-                    failure.rolled_back = "switched back to %s, which answers again" % replaced
+                    self.check_health(service)
+                    failure.rolled_back = "switched back to %s, which answers again" % live
                 except StepFailed as second:
-                    failure.rolled_back = "switched back to %s, but it does not answer either: %s" % (
-                        replaced, second)
+                    failure.rolled_back = "switched back to %s, but it does not answer either: %s" % (live, second)
             else:
                 service.stop()
-                os.unlink(self.paths.live)
-                failure.rolled_back = "there was no earlier release to switch back to; the app is stopped"
-            shutil.rmtree(self.paths.release_path(release_id), ignore_errors=True)
-            raise
-        return replaced, status
+                if os.path.lexists(self.paths.live):
+                    os.unlink(self.paths.live)
+                if not killed:
+                    failure.rolled_back = "there was no earlier release to switch back to; the app is stopped"
+        finally:
+            # A new build that failed goes; a release rolled back to stays (it served before).
+            if discard and release_id != live:
+                shutil.rmtree(self.paths.release_path(release_id), ignore_errors=True)
 
     def prune(self):
         removed = self.paths.prune_releases(self.params["keep_releases"])
@@ -106,12 +127,8 @@ class Pipeline:
             live_commit = paths.release_info(live).get("commit") if live else None
             if live_commit == commit:
                 # Redeploy of the live commit: nothing to build; restart only for a new
-                # environment or start command, then verify health.
-                if service.install(self.env, params["start_command"]):
-                    self.result["changed"] = True
-                    service.restart()
-                status = releases.health_check(service, params["port"], params["health_path"],
-                                               params["health_timeout"])
+                # environment or start command (put back if it fails), then verify health.
+                _unused, status = self.activate(live, service)
                 return self.finish(release=live, health_status=status, skipped_build=True)
 
             if live:
@@ -132,9 +149,7 @@ class Pipeline:
                 shutil.rmtree(building, ignore_errors=True)
                 raise
             # The new environment and start command take effect with the new release only.
-            saved = service.snapshot()
-            service.install(self.env, params["start_command"])
-            replaced, status = self.activate(release_id, service, saved)
+            replaced, status = self.activate(release_id, service)
             self.prune()
             return self.finish(release=release_id, replaced_release=replaced, health_status=status,
                                skipped_build=False)
@@ -148,30 +163,20 @@ class Pipeline:
 
     def rollback(self):
         paths = self.paths
-        live, previous = paths.live_release(), paths.previous_release()
-        if not previous:
-            raise StepFailed("rollback", "there is no previous release to roll back to (live: %s)" % live)
         if self.check_mode:
+            live, previous = paths.live_release(), paths.previous_release()
+            if not previous:
+                raise StepFailed("rollback", "there is no previous release to roll back to (live: %s)" % live)
             return self.finish(changed=True, release=previous, replaced_release=live)
         with releases.AppLock(paths.lock, self.params["lock_timeout"]):
+            # Read under the lock: a deploy that just finished may have moved both links.
+            live, previous = paths.live_release(), paths.previous_release()
+            if not previous:
+                raise StepFailed("rollback", "there is no previous release to roll back to (live: %s)" % live)
             service = releases.Service(self.runner, paths)
-            saved = service.snapshot()
-            service.install(self.env, self.params["start_command"])
             # No rebuild: the previous release is complete on disk, so this works offline.
-            before_previous = paths.previous_release()
-            paths.switch(previous)
-            self.result["changed"] = True
-            try:
-                service.restart()
-                status = releases.health_check(service, self.params["port"], self.params["health_path"],
-                                               self.params["health_timeout"])
-            except StepFailed as failure:
-                paths.switch_back(live, before_previous)
-                service.restore(saved)
-                service.restart()
-                failure.rolled_back = "switched back to %s" % live
-                raise
-            return self.finish(release=previous, replaced_release=live, health_status=status,
+            replaced, status = self.activate(previous, service, discard_on_failure=False)
+            return self.finish(release=previous, replaced_release=replaced, health_status=status,
                                commit=paths.release_info(previous).get("commit"))
 
     # -- restore ---------------------------------------------------------------------
@@ -202,9 +207,7 @@ class Pipeline:
             except StepFailed:
                 shutil.rmtree(building, ignore_errors=True)
                 raise
-            saved = service.snapshot()
-            service.install(self.env, self.params["start_command"])
-            replaced, status = self.activate(release_id, service, saved)
+            replaced, status = self.activate(release_id, service)
             self.prune()
             return self.finish(release=release_id, replaced_release=replaced, health_status=status,
                                backup=backup_name, commit=info.get("commit"))
@@ -275,9 +278,16 @@ def validate_params(params):
     validation.command(params["start_command"], "start_command")
     if params.get("deploy_script"):
         validation.command(params["deploy_script"], "deploy_script")
-    for key, value in list((params.get("env") or {}).items()) + list((params.get("secret_env") or {}).items()):
+    for key, value in (params.get("env") or {}).items():
         validation.env_name(key, "env")
         validation.env_value(value, "env.%s" % key)
+    for key, value in (params.get("secret_env") or {}).items():
+        validation.env_name(key, "secret_env")
+        try:
+            validation.env_value(value, "secret_env.%s" % key)
+        except validation.ValidationError as exc:
+            # The message would quote the value: say what is wrong without it.
+            raise validation.ValidationError("secret_env.%s" % key, "********", exc.rule) from None
     validation.url_path(params["health_path"], "health_path")
     validation.count(params["keep_releases"], "keep_releases", 1, 100)
     validation.count(params["keep_backups"], "keep_backups", 1, 1000)

@@ -527,21 +527,27 @@ class ExecStream:
         """Write ``data`` to the command's standard input."""
         self.sockets["0"].sendall(_frame(0x2, data))
 
-    def read(self, size, watch=None):
+    def read(self, size, watch=None, timeout=None):
         """Read exactly ``size`` bytes of the command's standard output.
 
         Raises EOFError when the command's output ends first, or when the socket
-        ``watch`` (a client waiting for this answer) is closed meanwhile.
+        ``watch`` (a client waiting for this answer) is closed meanwhile, and LXDTimeout
+        when ``timeout`` seconds pass first.
         """
         stdout = self.sockets["1"]
         buffered = b"".join(self._reader.data)
         self._reader.data = []
+        deadline = None if timeout is None else time.monotonic() + timeout
         while len(buffered) < size:
             if self._reader.closed:
                 raise EOFError("the command's output ended")
-            if watch is not None:
-                readable, dummy, dummy = select.select([stdout, watch], [], [])
-                if watch in readable and not watch.recv(1, socket.MSG_PEEK):
+            if watch is not None or deadline is not None:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise LXDTimeout("no output within %ss" % timeout)
+                readable, dummy, dummy = select.select([stdout] + ([watch] if watch is not None else []),
+                                                       [], [], remaining)
+                if watch is not None and watch in readable and not watch.recv(1, socket.MSG_PEEK):
                     raise EOFError("the client went away")
                 if stdout not in readable and not _pending(stdout):
                     continue

@@ -9,8 +9,8 @@ Layout (the seed's three directories, plus where releases live)::
     /root/apps/<project>/.releases/<app>/.previous -> symlink to the release live before
     /root/backups/<project>/<app>/<time>-<commit>.tar.gz
     /root/deploy/<project>/<app>/                 the git clone deploys start from
-    /etc/dpl/apps/<project>-<app>.{env,start}     the service's environment and start script
-    dpl-<project>-<app>.service                   the systemd unit running the app
+    /etc/dpl/apps/<project>_<app>.{env,start}     the service's environment and start script
+    dpl-<project>_<app>.service                   the systemd unit running the app
 
 A release id is ``<UTC time>-<commit[:12]>``; ids sort by time, and which release is live
 or previous is read from the symlinks, never from modification times. The switch is a
@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -78,10 +79,12 @@ class AppPaths:
         self.backups = os.path.join(backups_root, project, app)
         self.checkout = os.path.join(deploy_root, project, app)
         self.lock = os.path.join(deploy_root, project, ".%s.lock" % app)
-        self.unit = "dpl-%s-%s.service" % (project, app)
+        # Names are RFC 1123 labels, which never contain '_': "<project>_<app>" is unique,
+        # where "<project>-<app>" would make shop/a-b and shop-a/b the same service.
+        self.unit = "dpl-%s_%s.service" % (project, app)
         self.unit_file = os.path.join(SERVICE_DIR, self.unit)
-        self.env_file = os.path.join(APP_CONFIG_DIR, "%s-%s.env" % (project, app))
-        self.start_script = os.path.join(APP_CONFIG_DIR, "%s-%s.start" % (project, app))
+        self.env_file = os.path.join(APP_CONFIG_DIR, "%s_%s.env" % (project, app))
+        self.start_script = os.path.join(APP_CONFIG_DIR, "%s_%s.start" % (project, app))
 
     def ensure(self):
         for path in (os.path.dirname(self.live), self.releases, self.backups, os.path.dirname(self.checkout),
@@ -249,22 +252,28 @@ class Runner:
     def run(self, step, args, cwd=None, timeout=600, env=None, check=True):
         environment = {"PATH": BASE_PATH, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/root"}
         environment.update(env if env is not None else self.env)
-        try:
-            process = subprocess.Popen(args, cwd=cwd, env=environment, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        except OSError as exc:
-            raise StepFailed(step, "%s: cannot run %s: %s" % (step, args[0], exc)) from None
-        self.current = process
-        try:
-            output, _unused = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            output, _unused = process.communicate()
-            text = self.masker(output.decode("utf-8", "replace"))
+        # Output goes to a file, not a pipe: a script that leaves a process running in the
+        # background (which keeps the pipe open) must not make the step wait for it.
+        with tempfile.TemporaryFile() as output_file:
+            try:
+                process = subprocess.Popen(args, cwd=cwd, env=environment, stdin=subprocess.DEVNULL,
+                                           stdout=output_file, stderr=subprocess.STDOUT, start_new_session=True)
+            except OSError as exc:
+                raise StepFailed(step, "%s: cannot run %s: %s" % (step, args[0], exc)) from None
+            self.current = process
+            try:
+                process.wait(timeout=timeout)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                timed_out = True
+            self.current = None
+            output_file.seek(0)
+            text = self.masker(output_file.read().decode("utf-8", "replace"))
+        if timed_out:
             self.log.append("$ %s (killed after %ss)\n%s" % (" ".join(args[:3]), timeout, text))
-            raise StepFailed(step, "%s did not finish within %ss" % (step, timeout), tail(text)) from None
-        self.current = None
-        text = self.masker(output.decode("utf-8", "replace"))
+            raise StepFailed(step, "%s did not finish within %ss" % (step, timeout), tail(text))
         self.log.append("$ %s\n%s" % (" ".join(args[:4]), text))
         if check and process.returncode != 0:
             raise StepFailed(step, "%s failed (exit code %d)" % (step, process.returncode), tail(text))
@@ -424,26 +433,60 @@ def prune_backups(paths, keep, protect):
     return removed
 
 
+def _resolve(parts, links, hops=0):
+    """Where a path inside the release leads once the archive's own symbolic links are
+    followed (as extraction and the app would follow them): a list of parts, or None when
+    it leaves the release or loops."""
+    resolved = []
+    for part in parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                return None
+            resolved.pop()
+            continue
+        resolved.append(part)
+        target = links.get("/".join(resolved))
+        if target is not None:
+            if hops > 40 or target.startswith("/"):
+                return None
+            resolved = _resolve(resolved[:-1] + target.split("/"), links, hops + 1)
+            if resolved is None:
+                return None
+    return resolved
+
+
 def check_archive(path):
     """Refuse an archive that could write outside the release: absolute paths, '..',
-    links pointing outside, hard links, device files. Returns its members when safe."""
+    symbolic links that lead outside it (followed through the archive's other links), a
+    member stored below a symbolic link, hard links, device files, a name given twice.
+    Returns its members when safe."""
     problems = []
     with tarfile.open(path, "r:*") as archive:
         members = archive.getmembers()
+    def parts_of(member):
+        return [part for part in member.name.split("/") if part not in ("", ".")]
+
+    links = dict(("/".join(parts_of(member)), member.linkname) for member in members if member.issym())
+    seen = set()
     for member in members:
-        name = member.name
-        parts = [p for p in name.split("/") if p not in ("", ".")]
+        name, parts = member.name, parts_of(member)
+        key = "/".join(parts)
         if name.startswith("/") or ".." in name.split("/"):
             problems.append("%s: path leaves the release" % name)
+        elif key in seen:
+            problems.append("%s: stored twice" % name)
+        elif any("/".join(parts[:depth]) in links for depth in range(1, len(parts))):
+            problems.append("%s: stored below a symbolic link" % name)
         elif member.issym():
-            target = member.linkname
-            resolved = os.path.normpath(os.path.join("/release", *parts[:-1], target))
-            if target.startswith("/") or not (resolved + "/").startswith("/release/"):
-                problems.append("%s: symbolic link points outside the release (%s)" % (name, target))
+            if member.linkname.startswith("/") or _resolve(parts[:-1] + member.linkname.split("/"), links) is None:
+                problems.append("%s: symbolic link points outside the release (%s)" % (name, member.linkname))
         elif member.islnk():
             problems.append("%s: hard link" % name)
         elif not (member.isfile() or member.isdir()):
             problems.append("%s: device, fifo or other special file" % name)
+        seen.add(key)
     if problems:
         more = " (and %d more)" % (len(problems) - 5) if len(problems) > 5 else ""
         raise StepFailed("restore", "the backup archive is unsafe, nothing was extracted: %s%s"

@@ -47,7 +47,7 @@ attributes:
     platforms: posix
 notes:
   - The container must run systemd (DPL's base image does); apps run as units
-    C(dpl-<project>-<app>.service) logging to the journal.
+    C(dpl-<project>_<app>.service) logging to the journal.
 """
 
 EXAMPLES = r"""

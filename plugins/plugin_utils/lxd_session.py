@@ -72,6 +72,8 @@ def stop(signum, frame):
                 time.sleep(0.1)
     os._exit(1)
 signal.signal(signal.SIGTERM, stop)
+out.write(b"R")  # ready: the broker knows this Python runs before it hands over a command
+out.flush()
 def read(n):
     data = b""
     while len(data) < n:
@@ -214,10 +216,15 @@ class SessionClient:
         code = ("import sys; sys.path.insert(0, sys.argv[1]); "
                 "from ansible_collections.dpl.platform.plugins.plugin_utils.lxd_session import serve; "
                 "serve(sys.argv[2])")
+        # The broker outlives the play that started it and serves later ones: it must not
+        # carry that play's environment (DPL_JOB_ID would make a later cancel of that job
+        # kill the broker under another job's commands).
+        env = {key: value for key, value in os.environ.items()
+               if key in ("PATH", "HOME", "LANG", "LC_ALL", "LXD_DIR", "LXD_SOCKET")}
         log = open(self.path + ".log", "ab")
         try:
             subprocess.Popen([sys.executable, "-c", code, root, json.dumps(args)],
-                             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                              start_new_session=True, close_fds=True, cwd="/")
         finally:
             log.close()
@@ -278,9 +285,21 @@ def serve(raw_args):
                                client_key=args.get("client_key"), server_cert=args.get("server_cert"),
                                project=args.get("project"), timeout=args.get("timeout", 30))
         try:
-            return client.open_exec(args["instance"], ["python3", "-c", RUNNER])
+            runner = client.open_exec(args["instance"], ["python3", "-c", RUNNER])
         finally:
             client.close()  # the exec's own websockets stay open
+        # No Python in the instance (or it cannot start): say so now, while the command to
+        # run is still untouched, so the connection falls back to one exec per command.
+        try:
+            ready = runner.read(1, timeout=args.get("timeout", 30))
+        except (OSError, EOFError, lxd.LXDTimeout) as exc:
+            runner.close()
+            raise lxd.LXDError("the session runner did not start in the instance (is python3 there?): %s"
+                               % exc) from None
+        if ready != b"R":
+            runner.close()
+            raise lxd.LXDError("the session runner sent %r instead of its ready mark" % ready)
+        return runner
 
     pool = RunnerPool(open_runner, lxd.LXDError)
     try:
@@ -293,9 +312,11 @@ def serve(raw_args):
     try:
         _serve_requests(listener, pool, args["idle"])
     finally:
-        # Unlink first, so no new worker connects to a broker that is going away.
+        # Unlink first, so no new worker connects to a broker that is going away; then
+        # answer those already queued that their command did not run.
         if os.path.exists(path):
             os.unlink(path)
+        _refuse_all(listener, "the session broker was closing (idle); run the command again")
         pool.close()
         _remove_quiet_files(path)
 

@@ -100,7 +100,7 @@ def test_deploy_redeploy_and_rollback(app, lxd_client):
     assert sh(lxd_client, app.container, f"readlink {live}").strip() == f".releases/{app.name}/{first['release']}"
     assert sh(lxd_client, app.container, f"test -f {live}/node_modules/greeting/index.js && cat {live}/BUILT") \
         == "production"
-    assert sh(lxd_client, app.container, f"stat -c %a /etc/dpl/apps/tests-{app.name}.env").strip() == "600"
+    assert sh(lxd_client, app.container, f"stat -c %a /etc/dpl/apps/tests_{app.name}.env").strip() == "600"
 
     again = app.ok("app_deploy", ref="v1")
     assert not again["changed"] and again["skipped_build"] and again["release"] == first["release"]
@@ -291,3 +291,13 @@ def test_restore_refuses_a_hostile_archive(app, lxd_client, kind, problem):
     assert lxd_client.execute(app.container, ["test", "-e", "/tmp/dpltest-escaped"])[0] != 0
     assert app.serving() == "v1"
     assert len(app.run("app_info")["releases"]) == 1
+
+
+def test_a_broken_start_command_for_the_live_commit_is_put_back(app):
+    app.ok("app_deploy", ref="v1")
+    failed = app.deploy("v1", start_command="node no-such-file.js")
+    assert failed["failed_step"] == "start"
+    assert "switched back to" in failed["rolled_back"]
+    assert app.serving() == "v1"
+    # The service files are the old ones again: the same deploy as before changes nothing.
+    assert app.ok("app_deploy", ref="v1")["changed"] is False

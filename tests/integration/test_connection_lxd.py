@@ -173,3 +173,14 @@ def test_a_timed_out_task_does_not_wedge_the_session(tmp_path, container):
     assert result.result("slow")["_event"] == "runner_on_failed"
     assert result.result("after")["stdout"] == "alive"
     assert time.monotonic() - started < 45, "the second task waited for the killed one"
+
+
+def test_a_container_without_python_still_runs_raw_commands(tmp_path, container, lxd_client):
+    """No Python for a session runner: every command falls back to its own LXD exec."""
+    rc, _out, err = lxd_client.execute(container, ["/bin/sh", "-c", "mv /usr/bin/python3.11 /usr/bin/python3.11.off"])
+    assert rc == 0, err
+    result = run_playbook(tmp_path, play(
+        {"name": "raw", "ansible.builtin.raw": "echo no python here", "changed_when": False},
+    ), lxd_inventory(container))
+    assert result.rc == 0, result.stdout
+    assert result.result("raw")["stdout"].strip() == "no python here"

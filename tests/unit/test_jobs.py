@@ -26,10 +26,22 @@ def test_a_second_job_for_the_same_target_is_refused(registry_path, tmp_path):
         running = reg.create_job("deploy", "app/shop/web", "alice")
         reg.start_job(running)
     runner = jobs.JobRunner(registry_path, jobs_dir=tmp_path / "jobs")
-    with pytest.raises(jobs.JobRefused, match=f"job {running} \\(deploy\\) is still running for app/shop/web"):
+    with pytest.raises(jobs.JobRefused, match=f"job {running} \\(deploy of app/shop/web\\) is still running"):
         runner.submit("rollback", "app/shop/web", "playbooks/rollback.yml")
     with Registry.open(registry_path) as reg:
         assert [job["id"] for job in reg.list_jobs()] == [running]  # nothing recorded for the refused one
+
+
+def test_a_job_whose_process_died_stops_blocking_its_target(registry_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with Registry.open(registry_path) as reg:
+        orphan = reg.create_job("deploy", "app/shop/web", "alice", owner=f"{jobs.socket.gethostname()}:{dead.pid}")
+        reg.start_job(orphan, owner=f"{jobs.socket.gethostname()}:{dead.pid}")
+        alive = reg.create_job("deploy", "app/shop/api", "bob", owner=jobs.owner_id())
+        assert reg.fail_orphaned_jobs(jobs.owner_alive) == [orphan]
+        assert reg.get_job(orphan)["status"] == "failed"
+        assert reg.get_job(alive)["status"] == "queued"
 
 
 def test_stopping_a_job_reaches_processes_in_other_sessions(tmp_path):
@@ -37,7 +49,9 @@ def test_stopping_a_job_reaches_processes_in_other_sessions(tmp_path):
     env = dict(os.environ, DPL_JOB_ID="424242")
     # A process in a session of its own that ignores SIGTERM, like a stubborn worker.
     stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
-                                 "signal.SIG_IGN); time.sleep(60)"], env=env, start_new_session=True)
+                                 "signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"],
+                                env=env, start_new_session=True, stdout=subprocess.PIPE)
+    assert stubborn.stdout.readline() == b"ready\n"  # its handler is in place
     polite = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
     other = subprocess.Popen(["sleep", "60"], env=dict(os.environ, DPL_JOB_ID="4242420"))
     try:
@@ -52,3 +66,4 @@ def test_stopping_a_job_reaches_processes_in_other_sessions(tmp_path):
         for process in (stubborn, polite, other):
             process.kill()
             process.wait()
+        stubborn.stdout.close()

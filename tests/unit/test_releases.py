@@ -156,3 +156,28 @@ def params(**overrides):
 def test_pipeline_parameters_go_through_the_validation_layer(field, value):
     with pytest.raises(validation.ValidationError):
         app_pipeline.validate_params(params(**{field: value}))
+
+
+def test_chained_symlinks_that_climb_out_are_refused(tmp_path):
+    """Each link looks harmless on its own; followed through each other they leave the release."""
+    path = tmp_path / "backup.tar.gz"
+    path.write_bytes(archive_with(
+        entry("x", tarfile.DIRTYPE),
+        entry("x/l0", tarfile.SYMTYPE, linkname=".."),
+        entry("x/l1", tarfile.SYMTYPE, linkname="l0/.."),
+        entry("x/l2", tarfile.SYMTYPE, linkname="l1/.."),
+        entry("x/l2/escaped", data=b"x"),
+    ))
+    with pytest.raises(releases.StepFailed) as caught:
+        releases.extract_backup(str(path), str(tmp_path / "release" / "deep"))
+    assert "x/l1: symbolic link points outside the release" in str(caught.value)
+    assert "x/l2/escaped: stored below a symbolic link" in str(caught.value)
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "release").exists()
+
+
+def test_a_script_that_leaves_a_background_process_does_not_hang_the_step(tmp_path):
+    runner = releases.Runner(releases.Masker([]))
+    started = __import__("time").monotonic()
+    rc, text = runner.run("deploy script", ["/bin/sh", "-c", "echo built; sleep 30 & exit 0"], timeout=20)
+    assert (rc, text.strip()) == (0, "built")
+    assert __import__("time").monotonic() - started < 5

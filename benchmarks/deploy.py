@@ -296,8 +296,8 @@ class Bench:
         if rc != 0:
             raise SystemExit(f"R failed in {container} (rc {rc}):\n{out.decode()[-2000:]}\n{err.decode()[-3000:]}")
         marks = dict((name, float(at)) for name, at in re.findall(r"^@(\w+) ([\d.]+)$", out.decode(), re.M))
-        steps = {step: marks[after] - marks[step] for step, after in zip(RAW_STEPS, (*RAW_STEPS[1:], "end"),
-                                                                          strict=True)}
+        following = (*RAW_STEPS[1:], "end")
+        steps = {step: marks[after] - marks[step] for step, after in zip(RAW_STEPS, following, strict=True)}
         return elapsed, steps
 
     # -- set-up --------------------------------------------------------------------------
@@ -313,7 +313,7 @@ class Bench:
         url = self.daemon.url(repo)
         print(f"git daemon serves {url}", flush=True)
 
-        names = [f"{PREFIX}{uuid.uuid4().hex[:8]}" for _ in range(5)]
+        names = [f"{PREFIX}{uuid.uuid4().hex[:8]}" for _index in range(5)]
         addresses = free_addresses(self.client, len(names))
         self.addresses = dict(zip(names, addresses, strict=True))
         layouts = {"one": [(names[0], "bench")], "four": [(name, f"fleet{i}") for i, name in enumerate(names[1:])]}

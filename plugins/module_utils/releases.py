@@ -465,6 +465,7 @@ def check_archive(path):
     problems = []
     with tarfile.open(path, "r:*") as archive:
         members = archive.getmembers()
+
     def parts_of(member):
         return [part for part in member.name.split("/") if part not in ("", ".")]
 

@@ -1,4 +1,7 @@
-"""The LXD client's own websocket framing and the session wire format (no LXD needed)."""
+"""The LXD client's own websocket framing and the session wire format (no LXD needed).
+
+ansible_collections is importable because tests/conftest.py imports dpl_web.collection.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import pytest
 
 from ansible_collections.dpl.platform.plugins.module_utils import lxd
 from ansible_collections.dpl.platform.plugins.plugin_utils import lxd_session
-from dpl_web.collection import ensure_link  # noqa: F401 - makes ansible_collections importable
 
 
 def unmask(frame: bytes) -> tuple[int, bytes]:

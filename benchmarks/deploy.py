@@ -4,7 +4,8 @@ Measures in one run, interleaved rounds (the order rotates every round), medians
 
 - R  = the deploy steps as one raw shell script in ONE LXD exec: lock, git fetch, backup of the
   live release (tar.gz without node_modules), git archive | tar -x into a new release,
-  `npm install --omit=dev`, env file + start script + systemd unit, atomic symlink switch,
+  `npm install --omit=dev` when the package has something to install (as DPL: the bench app
+  has not), env file + start script + systemd unit, atomic symlink switch,
   `systemctl restart`, poll the port until it answers 200, prune;
 - P  = `ansible-playbook -i inventory/dpl.yml` with one ansible.builtin.ping task, same container;
 - D  = a full DPL deploy of a new commit (v1 and v2 alternate): playbooks/deploy.yml;
@@ -117,8 +118,12 @@ mkdir "$releases/$id.tmp"
 git -C "$checkout" archive --format=tar "$commit" | tar -x --no-same-owner -C "$releases/$id.tmp"
 echo "$commit" > "$releases/$id.tmp/REVISION"
 mark npm
-(cd "$releases/$id.tmp" && npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false \
-  NODE_ENV=production npm install --omit=dev --quiet >/dev/null)
+# As DPL does: npm only when the package has production dependencies or install scripts.
+if grep -Eq '"(dependencies|optionalDependencies|preinstall|install|postinstall|prepare)"' \
+    "$releases/$id.tmp/package.json"; then
+  (cd "$releases/$id.tmp" && npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false \
+    NODE_ENV=production npm install --omit=dev --quiet >/dev/null)
+fi
 mv "$releases/$id.tmp" "$releases/$id"
 mark service
 (umask 077 && printf 'NODE_ENV="production"\nPORT="%s"\n' "$port" > "$conf/web.env.partial")

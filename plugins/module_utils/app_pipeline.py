@@ -102,6 +102,23 @@ class Pipeline:
             if discard and release_id != live:
                 shutil.rmtree(self.paths.release_path(release_id), ignore_errors=True)
 
+    def build_release(self, commit, fill):
+        """Make a new release next to the live one, never in place: ``fill(directory)``
+        puts its files there and returns its description, then the deploy step runs in it.
+        Only a complete release gets its final name; a failed build leaves nothing."""
+        release_id = self.paths.new_release_id(commit)
+        building = self.paths.release_path(release_id) + ".tmp"
+        try:
+            info = fill(building)
+            releases.write_release_info(building, info)
+            self.result["deploy_step"] = releases.run_deploy_step(
+                self.runner, building, self.params["deploy_script"], self.env, self.params["script_timeout"])
+            os.rename(building, self.paths.release_path(release_id))
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        return release_id
+
     def prune(self):
         removed = self.paths.prune_releases(self.params["keep_releases"])
         if removed:
@@ -134,20 +151,12 @@ class Pipeline:
             if live:
                 self.result["backup"] = releases.backup(paths, live, params["keep_backups"])
                 self.result["changed"] = True
-            release_id = paths.new_release_id(commit)
-            building = paths.release_path(release_id) + ".tmp"
-            try:
+            def from_git(building):
                 releases.export(self.runner, paths, commit, building, params["git_timeout"])
-                releases.write_release_info(building, {"commit": commit, "ref": params["ref"],
-                                                       "repo": params["repo"], "source": "git",
-                                                       "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                time.gmtime())})
-                self.result["deploy_step"] = releases.run_deploy_step(
-                    self.runner, building, params["deploy_script"], self.env, params["script_timeout"])
-                os.rename(building, paths.release_path(release_id))
-            except StepFailed:
-                shutil.rmtree(building, ignore_errors=True)
-                raise
+                return {"commit": commit, "ref": params["ref"], "repo": params["repo"], "source": "git",
+                        "created": _now()}
+
+            release_id = self.build_release(commit, from_git)
             # The new environment and start command take effect with the new release only.
             replaced, status = self.activate(release_id, service)
             self.prune()
@@ -192,25 +201,21 @@ class Pipeline:
             return self.finish(changed=True, backup=backup_name)
         with releases.AppLock(paths.lock, self.params["lock_timeout"]):
             commit = backup_name[:-len(".tar.gz")].partition("-")[2].split(".")[0] or "unknown"
-            release_id = paths.new_release_id(commit)
-            building = paths.release_path(release_id) + ".tmp"
             service = releases.Service(self.runner, paths)
-            try:
+            restored = {}
+
+            def from_backup(building):
                 releases.extract_backup(archive, building)
                 info = paths.release_info(os.path.basename(building))
-                restored = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                info.update(source="backup:%s" % backup_name, restored=restored)
-                releases.write_release_info(building, info)
-                self.result["deploy_step"] = releases.run_deploy_step(
-                    self.runner, building, self.params["deploy_script"], self.env, self.params["script_timeout"])
-                os.rename(building, paths.release_path(release_id))
-            except StepFailed:
-                shutil.rmtree(building, ignore_errors=True)
-                raise
+                info.update(source="backup:%s" % backup_name, restored=_now())
+                restored.update(info)
+                return info
+
+            release_id = self.build_release(commit, from_backup)
             replaced, status = self.activate(release_id, service)
             self.prune()
             return self.finish(release=release_id, replaced_release=replaced, health_status=status,
-                               backup=backup_name, commit=info.get("commit"))
+                               backup=backup_name, commit=restored.get("commit"))
 
     # -- listing ---------------------------------------------------------------------
 
@@ -225,6 +230,10 @@ class Pipeline:
                            "size": releases.directory_size(paths.release_path(release_id)),
                            "live": release_id == live, "previous": release_id == previous})
         return self.finish(releases=listed, backups=releases.list_backups(paths))
+
+
+def _now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def failure_result(pipeline, failure):

@@ -151,6 +151,7 @@ class Pipeline:
             if live:
                 self.result["backup"] = releases.backup(paths, live, params["keep_backups"])
                 self.result["changed"] = True
+
             def from_git(building):
                 releases.export(self.runner, paths, commit, building, params["git_timeout"])
                 return {"commit": commit, "ref": params["ref"], "repo": params["repo"], "source": "git",

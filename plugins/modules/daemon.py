@@ -15,8 +15,9 @@ description:
     directly, detached in its own session, with its output appended to O(log). It is found
     again by O(pidfile) or by O(process_name), so a daemon started by hand or by a package
     counts as running and is left alone.
-  - Starting waits until the program is up (still alive, and O(ready_port) or O(ready_socket)
-    accepting connections when given) and fails with the end of its log when it is not.
+  - Starting waits until the program is up (O(ready_port) or O(ready_socket) accepting
+    connections when given, otherwise still running a second later) and fails with the end
+    of its log when it is not.
   - Programs are started with C(subprocess.Popen) in a new session rather than
     C(run_command), which would wait for them to end.
 author: DPL maintainers (@dpl-platform)
@@ -129,6 +130,9 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+# Seconds a program without a readiness probe must stay up to count as started.
+STILL_ALIVE_AFTER = 1.0
+
 
 def systemd_is_init():
     # The check sd_booted(3) documents.
@@ -232,7 +236,11 @@ class DirectDaemon:
 
     def wait_ready(self, child):
         params = self.params
-        deadline = time.monotonic() + params["start_timeout"]
+        started = time.monotonic()
+        deadline = started + params["start_timeout"]
+        # Without a port or socket to ask, "up" means "still running a moment later": a
+        # program that dies on a bad configuration does so within that second.
+        settle = 0 if (params["ready_port"] or params["ready_socket"]) else STILL_ALIVE_AFTER
         while True:
             if child.poll() is not None and not (params["process_name"] and self.running_pids()):
                 self.module.fail_json(
@@ -243,7 +251,7 @@ class DirectDaemon:
                 ready = accepts(socket.AF_INET, ("127.0.0.1", params["ready_port"]))
             if ready and params["ready_socket"]:
                 ready = accepts(socket.AF_UNIX, params["ready_socket"])
-            if ready:
+            if ready and time.monotonic() - started >= settle:
                 return
             if time.monotonic() >= deadline:
                 self.module.fail_json(

@@ -8,6 +8,7 @@ version, which is how each test tells which release is serving.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from tests.support.playbooks import lxd_inventory, run_playbook
 pytestmark = pytest.mark.lxd
 
 SECRET = "s3cr3t-Token-value"
+PORTS = itertools.count(3100)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,9 @@ class App:
 @pytest.fixture
 def app(tmp_path, box, repos):
     container, address = box
-    port = 3000 + int(uuid.uuid4().hex[:3], 16) % 2000
+    # Every app of the shared container gets its own port: apps of earlier tests keep running,
+    # and a health check must never be answered by another test's app.
+    port = next(PORTS)
     return App(tmp_path, container, address, repos[1], port)
 
 

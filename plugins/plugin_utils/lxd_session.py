@@ -433,37 +433,53 @@ def _serve_request(conn, pool):
         request = REQUEST_HEAD.pack(hlen, slen) + _recv_exact(conn, hlen + slen)
     except (OSError, EOFError):
         return
-    try:
-        runner = pool.acquire()
-    except pool.error_class as exc:
-        _reply_error(conn, "cannot start a session runner: %s" % exc)
+    runner = _hand_over(conn, pool, request)
+    if runner is None:
         return
-    try:
-        runner.send(request)
-    except OSError:
-        # Nothing reached a live runner: the command did not run. One more try, afresh.
-        pool.discard(runner)
-        try:
-            runner = pool.acquire()
-            runner.send(request)
-        except (pool.error_class, OSError) as exc:
-            _reply_error(conn, "cannot start a session runner: %s" % exc)
-            return
+    # From here the command runs: every way out gives the runner back to the pool exactly
+    # once (an unexpected error included), or the broker would never see itself idle.
+    healthy = False
     try:
         head = runner.read(REPLY_HEAD.size, watch=conn)
         hlen, olen, elen = REPLY_HEAD.unpack(head)
         reply = head + runner.read(hlen + olen + elen, watch=conn)
+        healthy = True
     except (OSError, EOFError) as exc:
         # The runner is gone (instance stopped?) or the worker gave up on its command
         # (task timeout, killed play): stop what runs and drop this runner.
-        pool.discard(runner)
         _reply_error(conn, "the session ended while the command ran: %s" % exc, not_run=False)
         return
-    pool.release(runner)
+    finally:
+        if healthy:
+            pool.release(runner)
+        else:
+            pool.discard(runner)
     try:
         conn.sendall(reply)
     except OSError:
         pass
+
+
+def _hand_over(conn, pool, request):
+    """Give the request to a runner; return it, or None after telling the worker that the
+    command did not run (no runner could take it: retried once with a fresh one)."""
+    for attempt in (1, 2):
+        try:
+            runner = pool.acquire()
+        except pool.error_class as exc:
+            _reply_error(conn, "cannot start a session runner: %s" % exc)
+            return None
+        try:
+            runner.send(request)
+            return runner
+        except BaseException as exc:
+            pool.discard(runner)
+            if attempt == 2 or not isinstance(exc, OSError):
+                _reply_error(conn, "cannot hand the command to a session runner: %s" % exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return None
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover - started through SessionClient

@@ -98,3 +98,63 @@ def test_https_endpoints_need_a_pinned_certificate():
         lxd.LXDClient("https://10.0.0.2:8443", client_cert="c", client_key="k")
     with pytest.raises(lxd.LXDError, match="unsupported LXD endpoint"):
         lxd.LXDClient("ftp://10.0.0.2")
+
+
+class FakeRunner:
+    def __init__(self, reply=b"", fail_send=None, fail_read=None):
+        self.reply, self.fail_send, self.fail_read = reply, fail_send, fail_read
+        self.killed = self.closed = False
+
+    def alive(self):
+        return True
+
+    def send(self, data):
+        if self.fail_send:
+            raise self.fail_send
+
+    def read(self, size, watch=None):
+        if self.fail_read:
+            raise self.fail_read
+        data, self.reply = self.reply[:size], self.reply[size:]
+        return data
+
+    def kill(self):
+        self.killed = True
+
+    def close(self):
+        self.closed = True
+
+
+def serve_with(runners):
+    """Run one request through the broker's request handler; return (pool, worker's answer)."""
+    import socket as socket_module
+
+    queue = list(runners)
+    pool = lxd_session.RunnerPool(lambda: queue.pop(0), lxd.LXDError)
+    broker_end, worker_end = socket_module.socketpair()
+    with broker_end, worker_end:
+        worker_end.sendall(lxd_session.encode_request(["true"], {}, "/", 0, 0, b""))
+        lxd_session._serve_one(broker_end, pool)
+        answer = worker_end.recv(65536)
+    return pool, answer
+
+
+def reply(rc=0, out=b"", err=b""):
+    head = b'{"rc": %d}' % rc
+    return lxd_session.REPLY_HEAD.pack(len(head), len(out), len(err)) + head + out + err
+
+
+def test_the_broker_returns_every_runner_it_takes():
+    pool, answer = serve_with([FakeRunner(reply(0, b"ok"))])
+    assert answer.endswith(b"ok") and pool.busy == 0 and len(pool.idle) == 1
+
+    broken = FakeRunner(fail_read=ValueError("garbled reply"))
+    pool, answer = serve_with([broken])
+    assert b"session broker error" in answer and b'"not_run": false' in answer
+    assert pool.busy == 0 and not pool.idle and broken.killed, "an unexpected error must not leak the runner"
+
+
+def test_a_dead_runner_is_replaced_before_the_command_is_handed_over():
+    dead, fresh = FakeRunner(fail_send=BrokenPipeError()), FakeRunner(reply(3, b"", b"err"))
+    pool, answer = serve_with([dead, fresh])
+    assert answer.endswith(b"err") and dead.killed and pool.busy == 0 and pool.idle == [fresh]

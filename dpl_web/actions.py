@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from dpl_web.collection import lxd, validation
 from dpl_web.jobs import EventHandler, Job, JobRunner
 from dpl_web.registry import NotFound, Registry, app_request, split_app
 
@@ -49,40 +50,34 @@ def job_summary(job: Job) -> str:
 # -- apps ----------------------------------------------------------------------------
 
 def deploy(runner: JobRunner, app: str, ref: str | None = None, who: str | None = None,
-           on_event: EventHandler | None = None, background: bool = False) -> Job:
+           on_event: EventHandler | None = None) -> Job:
     """Deploy PROJECT/APP (at ``ref``, else the registry's ref)."""
     project, name = split_app(app)
     with Registry.open(runner.registry_path, create=False) as reg:
         record = reg.get_app(project, name)
         if ref is not None:
-            from dpl_web.collection import validation
-
             validation.git_ref(ref, "ref")
         secrets = _secrets(reg, project, name)
     extravars = {"app": f"{project}/{name}"}
     if ref:
         extravars["ref"] = ref
     job = runner.submit("deploy", _app_target(project, name), "playbooks/deploy.yml", extravars,
-                        who=who, on_event=on_event, secrets=secrets, background=background)
-    return job if background else _finish(job, f"deploy of {project}/{name} at {ref or record['ref']}")
+                        who=who, on_event=on_event, secrets=secrets)
+    return _finish(job, f"deploy of {project}/{name} at {ref or record['ref']}")
 
 
-def rollback(runner: JobRunner, app: str, who: str | None = None, on_event: EventHandler | None = None,
-             background: bool = False) -> Job:
+def rollback(runner: JobRunner, app: str, who: str | None = None, on_event: EventHandler | None = None) -> Job:
     project, name = split_app(app)
     with Registry.open(runner.registry_path, create=False) as reg:
         reg.get_app(project, name)
         secrets = _secrets(reg, project, name)
     job = runner.submit("rollback", _app_target(project, name), "playbooks/rollback.yml",
-                        {"app": f"{project}/{name}"}, who=who, on_event=on_event, secrets=secrets,
-                        background=background)
-    return job if background else _finish(job, f"rollback of {project}/{name}")
+                        {"app": f"{project}/{name}"}, who=who, on_event=on_event, secrets=secrets)
+    return _finish(job, f"rollback of {project}/{name}")
 
 
 def restore(runner: JobRunner, app: str, backup: str, who: str | None = None,
-            on_event: EventHandler | None = None, background: bool = False) -> Job:
-    from dpl_web.collection import validation
-
+            on_event: EventHandler | None = None) -> Job:
     project, name = split_app(app)
     validation.relative_path(backup, "backup")
     if "/" in backup or not backup.endswith(".tar.gz"):
@@ -92,8 +87,8 @@ def restore(runner: JobRunner, app: str, backup: str, who: str | None = None,
         secrets = _secrets(reg, project, name)
     job = runner.submit("restore", _app_target(project, name), "playbooks/restore.yml",
                         {"app": f"{project}/{name}", "backup": backup}, who=who, on_event=on_event,
-                        secrets=secrets, background=background)
-    return job if background else _finish(job, f"restore of {project}/{name} from {backup}")
+                        secrets=secrets)
+    return _finish(job, f"restore of {project}/{name} from {backup}")
 
 
 def history(runner: JobRunner, app: str, who: str | None = None) -> dict[str, Any]:
@@ -155,18 +150,16 @@ def deploy_request(runner: JobRunner, request: Any, who: str | None = None,
 # -- containers ----------------------------------------------------------------------
 
 def container_action(runner: JobRunner, name: str, action: str, force: bool = False, who: str | None = None,
-                     on_event: EventHandler | None = None, background: bool = False) -> Job:
+                     on_event: EventHandler | None = None) -> Job:
     """Run playbooks/container.yml for a container the registry knows."""
-    from dpl_web.collection import validation
-
     if action not in CONTAINER_ACTIONS:
         raise validation.ValidationError("action", action, "must be one of " + ", ".join(CONTAINER_ACTIONS))
     with Registry.open(runner.registry_path, create=False) as reg:
         reg.get_container(name)
     extravars = {"container": name, "operation": action, "force": bool(force)}
     job = runner.submit(f"container-{action}", f"container/{name}", "playbooks/container.yml", extravars,
-                        who=who, on_event=on_event, background=background)
-    return job if background else _finish(job, f"{action} of container {name}")
+                        who=who, on_event=on_event)
+    return _finish(job, f"{action} of container {name}")
 
 
 def addresses_in_use(host: dict[str, Any]) -> set[str]:
@@ -175,8 +168,6 @@ def addresses_in_use(host: dict[str, Any]) -> set[str]:
     The registry knows its own containers' addresses; these are the others (containers made
     outside DPL, or by another registry), which a new container must not be given.
     """
-    from dpl_web.collection import lxd
-
     used: set[str] = set()
     try:
         with lxd.LXDClient(endpoint=host["endpoint"], client_cert=host.get("client_cert"),

@@ -34,6 +34,6 @@ def ensure_importable() -> None:
 
 ensure_importable()
 
-from ansible_collections.dpl.platform.plugins.module_utils import lxd, validation  # noqa: E402
+from ansible_collections.dpl.platform.plugins.module_utils import lxd, releases, validation  # noqa: E402
 
-__all__ = ["lxd", "validation", "ensure_link"]
+__all__ = ["lxd", "releases", "validation", "ensure_link"]

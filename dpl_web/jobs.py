@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from dpl_web import paths
+from dpl_web.collection import releases
 from dpl_web.registry import Conflict, NotFound, Registry
 
 # How many finished jobs keep their private data directory (artifacts, events).
@@ -90,10 +91,15 @@ def owner_alive(owner: str) -> bool:
     return True
 
 
+def registry_key(registry_path: Path) -> str:
+    """A short name for a registry file: job ids count per registry, so what is named after
+    a job (its directory, its process marker) also carries its registry's key."""
+    return hashlib.sha256(str(Path(registry_path).resolve()).encode()).hexdigest()[:12]
+
+
 def job_marker(registry_path: Path, job_id: int) -> str:
-    """The DPL_JOB_ID value of a job: job ids count per registry, the marker is machine-wide."""
-    key = hashlib.sha256(str(Path(registry_path).resolve()).encode()).hexdigest()[:12]
-    return f"{key}:{job_id}"
+    """The DPL_JOB_ID value of a job, unique on this machine."""
+    return f"{registry_key(registry_path)}:{job_id}"
 
 
 def job_processes(marker: str) -> list[int]:
@@ -144,7 +150,8 @@ class Job:
         self.limit = limit
         self.timeout = timeout
         self.on_event = on_event
-        self.secrets = sorted((s for s in secrets if s and len(s) >= 3), key=len, reverse=True)
+        # The same masking the deploy module applies to script output.
+        self.scrub = releases.Masker(secrets)
         self.directory = runner.jobs_dir / str(job_id)
         self.marker = job_marker(runner.registry_path, job_id)
         self.results: list[dict[str, Any]] = []
@@ -152,7 +159,6 @@ class Job:
         self.cancel_requested = threading.Event()
         self.timed_out = False
         self.started = time.monotonic()
-        self.thread: threading.Thread | None = None
         self.result: JobResult | None = None
 
     # -- what runs in the job's thread -------------------------------------------------
@@ -192,11 +198,6 @@ class Job:
             except Exception:  # noqa: BLE001 - a broken progress printer must not break the job
                 self.on_event = None
         return True
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "********")
-        return text
 
     def run(self) -> JobResult:
         """Run the job; whatever happens, its record is finished (never left running)."""
@@ -300,11 +301,6 @@ class Job:
     def cancel(self) -> None:
         self.cancel_requested.set()
 
-    def wait(self, timeout: float | None = None) -> JobResult | None:
-        if self.thread is not None:
-            self.thread.join(timeout)
-        return self.result
-
 
 class JobRunner:
     """Submits jobs; one runner per process (the web server, a CLI call)."""
@@ -312,8 +308,7 @@ class JobRunner:
     def __init__(self, registry_path: str | Path | None = None, jobs_dir: Path | None = None):
         self.registry_path = Path(registry_path) if registry_path else paths.registry_path()
         # Job ids count per registry: each registry gets its own folder of job directories.
-        registry_key = hashlib.sha256(str(self.registry_path.resolve()).encode()).hexdigest()[:12]
-        self.jobs_dir = jobs_dir or paths.state_dir() / "jobs" / registry_key
+        self.jobs_dir = jobs_dir or paths.state_dir() / "jobs" / registry_key(self.registry_path)
         self.active: dict[int, Job] = {}
         self.lock = threading.Lock()
 
@@ -324,19 +319,14 @@ class JobRunner:
         for job in running:
             job.cancel()
 
-    def get(self, job_id: int) -> Job | None:
-        with self.lock:
-            return self.active.get(job_id)
-
     def submit(self, kind: str, target: str, playbook: str, extravars: dict[str, Any] | None = None,
                limit: str | None = None, who: str | None = None, timeout: int = DEFAULT_TIMEOUT,
-               on_event: EventHandler | None = None, secrets: list[str] | None = None,
-               background: bool = False) -> Job:
+               on_event: EventHandler | None = None, secrets: list[str] | None = None) -> Job:
         """Record a job for ``target`` and run ``playbook`` (a path relative to the checkout).
 
         Refused with :class:`JobRefused` while another job for the same target is queued or
-        running. With ``background``, the job runs in a thread; otherwise this returns
-        when it is done (``job.result`` holds the outcome).
+        running. Returns when the job is done (``job.result`` holds the outcome); callers
+        that must stay responsive run it in a thread and cancel it with :meth:`cancel_all`.
         """
         with Registry.open(self.registry_path) as reg, reg.transaction():
             # A job whose process died (killed, crashed) must not block its target for ever.
@@ -353,11 +343,7 @@ class JobRunner:
                   secrets or [])
         with self.lock:
             self.active[job_id] = job
-        if background:
-            job.thread = threading.Thread(target=job.run, name=f"dpl-job-{job_id}", daemon=True)
-            job.thread.start()
-        else:
-            job.run()
+        job.run()
         return job
 
     @staticmethod

@@ -105,13 +105,16 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
     def connect(self):
         super().connect()
-        presented = self.sock.getpeercert(binary_form=True)
-        if self._pinned_der is not None and presented != self._pinned_der:
-            self.sock.close()
-            raise ssl.SSLError(
-                "the server's certificate (sha256 %s) is not the pinned one"
-                % hashlib.sha256(presented or b"").hexdigest()
-            )
+        _check_pin(self.sock, self._pinned_der)
+
+
+def _check_pin(sock, pinned_der):
+    """Close ``sock`` and raise unless the server presented exactly the pinned certificate."""
+    presented = sock.getpeercert(binary_form=True)
+    if presented != pinned_der:
+        sock.close()
+        raise ssl.SSLError("the server's certificate (sha256 %s) is not the pinned one"
+                           % hashlib.sha256(presented or b"").hexdigest())
 
 
 def _load_der(pem_path):
@@ -410,9 +413,10 @@ class LXDClient:
         else:
             raw = socket.create_connection((self._host, self._port), self.timeout)
             sock = self._context.wrap_socket(raw, server_hostname=self._host)
-            if sock.getpeercert(binary_form=True) != self._pinned_der:
-                sock.close()
-                raise LXDUnreachable("the server's certificate is not the pinned one")
+            try:
+                _check_pin(sock, self._pinned_der)
+            except ssl.SSLError as exc:
+                raise LXDUnreachable(str(exc)) from None
         key = base64.b64encode(os.urandom(16)).decode()
         request = (
             "GET %s HTTP/1.1\r\nHost: lxd\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

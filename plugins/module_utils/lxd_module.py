@@ -54,14 +54,15 @@ def _subset_differs(current, desired):
     LXD stores every config value as a string, so ``true`` and ``"true"`` are the same.
     """
     return sorted(key for key, value in desired.items()
-                  if _as_lxd_value(value) != current.get(key))
+                  if lxd_value(value) != current.get(key))
 
 
-def _as_lxd_value(value):
+def lxd_value(value):
+    """A value as LXD stores config: strings, booleans as true/false (dicts: each value)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict):
-        return {key: _as_lxd_value(item) for key, item in value.items()}
+        return {key: lxd_value(item) for key, item in value.items()}
     return str(value)
 
 
@@ -77,8 +78,8 @@ def ensure_lxd_object(module, collection, name, state, config=None, devices=None
     """
     client = lxd_client(module)
     path = "%s/%s" % (collection, name)
-    config = {key: _as_lxd_value(value) for key, value in (config or {}).items()}
-    devices = {dev: _as_lxd_value(spec) for dev, spec in (devices or {}).items()}
+    config = {key: lxd_value(value) for key, value in (config or {}).items()}
+    devices = {dev: lxd_value(spec) for dev, spec in (devices or {}).items()}
     result = dict(changed=False, name=name)
     try:
         try:

@@ -174,7 +174,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dpl.platform.plugins.module_utils import validation
 from ansible_collections.dpl.platform.plugins.module_utils.lxd import LXDError, LXDNotFound, LXDTimeout
-from ansible_collections.dpl.platform.plugins.module_utils.lxd_module import lxd_argument_spec, lxd_client
+from ansible_collections.dpl.platform.plugins.module_utils.lxd_module import (
+    lxd_argument_spec,
+    lxd_client,
+    lxd_value,
+)
 
 
 class ContainerManager:
@@ -192,7 +196,7 @@ class ContainerManager:
     # -- what is asked for ---------------------------------------------------------
 
     def desired_config(self):
-        config = {key: _lxd_value(value) for key, value in self.params["config"].items()}
+        config = {key: lxd_value(value) for key, value in self.params["config"].items()}
         limits = self.params["limits"] or {}
         if limits.get("cpu"):
             config["limits.cpu"] = limits["cpu"]
@@ -415,12 +419,6 @@ def _describe(instance):
             "config": {k: v for k, v in (instance.get("config") or {}).items()
                        if not k.startswith(("volatile.", "image."))},
             "devices": instance.get("devices") or {}}
-
-
-def _lxd_value(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _is_fingerprint(image):

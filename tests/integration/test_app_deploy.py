@@ -22,9 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from dpl_web.paths import REPO_ROOT
 from tests.conftest import ContainerFactory
-from tests.support.playbooks import lxd_inventory, run_playbook
+from tests.support.playbooks import ansible_env, lxd_inventory, run_playbook
 
 pytestmark = pytest.mark.lxd
 
@@ -182,8 +181,7 @@ def run_async(app, ref, **params):
     workdir.mkdir()
     (workdir / "play.yml").write_text(json.dumps([{"hosts": "all", "gather_facts": False, "tasks": [task]}]))
     (workdir / "hosts.yml").write_text(json.dumps(lxd_inventory(app.container)))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"),
-               PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
+    env = dict(os.environ, **ansible_env())
     with open(workdir / "output.log", "wb") as log:
         return subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i",
                                  str(workdir / "hosts.yml"), str(workdir / "play.yml")],

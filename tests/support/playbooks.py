@@ -50,6 +50,12 @@ class PlaybookResult:
         return (self.stats.get("failures") or {}).get(host, 0)
 
 
+def ansible_env(**extra: str) -> dict[str, str]:
+    """What Ansible needs to find this checkout's collection and the venv's commands."""
+    return {"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+            "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", ""), "ANSIBLE_NOCOLOR": "1", **extra}
+
+
 def run_playbook(tmp_path: Path, plays: list | str | Path, inventory: dict, extravars: dict | None = None,
                  check: bool = False, diff: bool = False, envvars: dict | None = None,
                  limit: str | None = None, timeout: int = 600) -> PlaybookResult:
@@ -65,12 +71,7 @@ def run_playbook(tmp_path: Path, plays: list | str | Path, inventory: dict, extr
         playbook = "play.yml"
     (private / "inventory" / "hosts.yml").write_text(yaml.safe_dump(inventory))
     cmdline = " ".join(flag for flag, on in (("--check", check), ("--diff", diff)) if on)
-    env = {
-        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-        "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", ""),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    env.update(envvars or {})
+    env = ansible_env(**(envvars or {}))
     runner = ansible_runner.run(
         private_data_dir=str(private), playbook=playbook, inventory=str(private / "inventory" / "hosts.yml"),
         extravars=extravars or {}, cmdline=cmdline or None, envvars=env, quiet=True, limit=limit,

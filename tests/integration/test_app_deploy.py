@@ -28,6 +28,9 @@ from tests.support.playbooks import ansible_env, lxd_inventory, run_playbook
 pytestmark = pytest.mark.lxd
 
 SECRET = "s3cr3t-Token-value"
+# systemd reads the env file with shell-like quoting: these must reach the app verbatim.
+TRICKY = 'plain $HOME "quoted" `date` back\\slash'
+
 PORTS = itertools.count(3100)
 
 
@@ -48,7 +51,7 @@ class App:
         self.address = address
         self.name = f"a{uuid.uuid4().hex[:8]}"
         self.params = {"project": "tests", "app": self.name, "repo": url, "port": port,
-                       "env": {"PLAIN": "plain value"}, "secret_env": {"API_TOKEN": SECRET},
+                       "env": {"PLAIN": TRICKY}, "secret_env": {"API_TOKEN": SECRET},
                        "health_path": "/health", "health_timeout": 8}
 
     def run(self, module, check=False, **params):
@@ -134,7 +137,7 @@ def test_secrets_reach_the_app_but_no_log(app):
     assert SECRET not in json.dumps(result)
     with urllib.request.urlopen(f"http://{app.address}:{app.params['port']}/", timeout=5) as response:
         body = json.load(response)
-    assert body["secret_length"] == len(SECRET) and body["plain"] == "plain value"
+    assert body["secret_length"] == len(SECRET) and body["plain"] == TRICKY
 
 
 @pytest.mark.parametrize("ref, params, step, message", [

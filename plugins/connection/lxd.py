@@ -174,6 +174,7 @@ from ansible_collections.dpl.platform.plugins.plugin_utils.lxd_session import (
     SessionBroken,
     SessionClient,
     SessionUnavailable,
+    UnsafeControlDir,
 )
 
 display = Display()
@@ -301,8 +302,9 @@ class Connection(ConnectionBase):
                 return session.run(argv, environment, home, uid, gid, in_data)
             except SessionUnavailable as exc:
                 display.vvv("no session (%s): one LXD exec for this command" % exc, host=self._instance)
-            except SessionBroken as exc:
-                # The command may have run: running it again could repeat a deploy.
+            except (SessionBroken, UnsafeControlDir) as exc:
+                # Broken: the command may have run, and running it again could repeat a
+                # deploy. Unsafe: the operator must fix the directory (as with ssh's).
                 raise AnsibleConnectionFailure("LXD instance %r: %s" % (self._instance, exc)) from None
         lxd = _lxd()
         try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from urllib.parse import unquote
 
 __all__ = [
     "ValidationError",
@@ -30,11 +31,15 @@ __all__ = [
     "relative_path", "url_path", "env_name", "env_value", "command", "ipv4", "lxd_endpoint",
     "size", "cpu_limit", "count", "text",
     "names", "env", "absolute_path", "ipv4_interface", "interface_name", "image", "token", "line",
-    "choice", "commit", "output",
+    "choice", "commit", "output", "secret_value",
 ]
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What no value meant for one line may hold: C0 controls but tab (vertical tab and form feed
+# end a line for some readers, ESC drives terminals), DEL, C1 controls (NEL ends a line),
+# the Unicode line and paragraph separators, and lone surrogates (not text at all).
+_NOT_ONE_LINE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _SIZE = re.compile(r"[1-9][0-9]{0,12}(?:B|kB|MB|GB|TB|KiB|MiB|GiB|TiB)")
 _SCP_LIKE = re.compile(
@@ -55,6 +60,14 @@ _DIGITS = "0123456789"
 
 # Names that would mean something else to Ansible if a container were called that.
 _RESERVED_CONTAINER_NAMES = ("localhost",)
+
+# The name of the certificate nginx's default server presents to requests for a domain DPL
+# does not serve: no app may claim it.
+DEFAULT_CERTIFICATE_NAME = "default.invalid"
+
+# The only folder a file:// repository URL may name, in the container that fetches it:
+# any other would let an app deploy the container's own files or another project's checkout.
+FILE_REPO_ROOT = "/srv/dpl/git/"
 
 
 class ValidationError(ValueError):
@@ -136,12 +149,14 @@ def names(values, field="names"):
     return seen
 
 
-def domain(value, field="domain", wildcard=False):
+def domain(value, field="domain", wildcard=False, default_certificate=False):
     """A lower-case fully qualified domain name (no trailing dot).
 
-    At most 253 characters, at least two labels, each an RFC 1123 label; the last is not
-    all digits (so an IPv4 address is not a domain). With ``wildcard``, the first label
-    may be '*'. International names are written in punycode (xn--...).
+    At most 253 characters, at least two labels, each an RFC 1123 label; the last is not a
+    number (all digits, or 0x and hex digits: an address to a URL parser, as in
+    1.2.3.4.5 or a.0x1). With ``wildcard``, the first label may be '*'. International
+    names are written in punycode (xn--...). :data:`DEFAULT_CERTIFICATE_NAME` is refused
+    unless ``default_certificate`` (for the module that makes that certificate).
     """
     _string(field, value, 253)
     if value != value.lower():
@@ -161,18 +176,20 @@ def domain(value, field="domain", wildcard=False):
                 field, value,
                 "each label must be 1-63 lower-case ASCII letters, digits and '-', not starting or "
                 "ending with '-' (write international names in punycode)")
-    if labels[-1].isdigit():
-        raise ValidationError(field, value, "the top-level label cannot be all digits")
+    if re.fullmatch(r"[0-9]+|0x[0-9a-f]*", labels[-1]):
+        raise ValidationError(field, value, "the top-level label cannot be a number (digits, or 0x and hex digits)")
+    if value == DEFAULT_CERTIFICATE_NAME and not default_certificate:
+        raise ValidationError(field, value, "is the name of DPL's own default certificate, not an app's domain")
     return value
 
 
-def domains(values, field="domains", wildcard=False):
+def domains(values, field="domains", wildcard=False, default_certificate=False):
     """A list of distinct domains (see :func:`domain`)."""
     if isinstance(values, str) or not isinstance(values, (list, tuple)):
         raise ValidationError(field, values, "must be a list of domains")
     seen = []
     for index, value in enumerate(values):
-        checked = domain(value, "%s[%d]" % (field, index), wildcard)
+        checked = domain(value, "%s[%d]" % (field, index), wildcard, default_certificate)
         if checked in seen:
             raise ValidationError(field, value, "is listed twice")
         seen.append(checked)
@@ -184,7 +201,9 @@ def repo_url(value, field="repo"):
 
     Never starts with '-' (git would read it as an option), is printable ASCII with no
     whitespace, quotes, braces or shell metacharacters, and has no credentials in https
-    URLs (they would end up in logs).
+    URLs (they would end up in logs). Never git's remote-helper form (``transport::address``
+    runs a helper program), an scp-like path starting with '-', a port above 65535, a '..'
+    segment (percent-encoded or not), or a file:// URL outside :data:`FILE_REPO_ROOT`.
     """
     _string(field, value, 2048)
     if not value:
@@ -202,7 +221,11 @@ def repo_url(value, field="repo"):
         if scheme == "file":
             if authority or not match.group("path"):
                 raise ValidationError(field, value, "file URLs look like file:///path/to/repo.git")
-            _no_dotdot(field, value, match.group("path"))
+            path = match.group("path")
+            _no_dotdot(field, value, path)
+            if not unquote(path).startswith(FILE_REPO_ROOT) or "%" in path:
+                raise ValidationError(field, value, "a file:// repository must be under %s in the container "
+                                                    "(DPL's own git folder)" % FILE_REPO_ROOT)
             return value
         if scheme == "https" and "@" in authority:
             raise ValidationError(field, value,
@@ -210,12 +233,19 @@ def repo_url(value, field="repo"):
                                   "(ssh) or a git credential helper")
         if not authority or not _HOST.fullmatch(authority):
             raise ValidationError(field, value, "the URL needs a valid host")
+        port_part = authority.rpartition("]")[2].rpartition("@")[2].partition(":")[2]
+        if port_part and not 1 <= int(port_part) <= 65535:
+            raise ValidationError(field, value, "the port must be from 1 to 65535")
         _no_dotdot(field, value, match.group("path") or "")
         return value
     if "://" in value:
         raise ValidationError(field, value, "the scheme must be https, ssh, git or file")
+    if "::" in value:
+        raise ValidationError(field, value, "git's remote-helper form (transport::address) is not allowed")
     match = _SCP_LIKE.fullmatch(value)
     if match and ("." in match.group("host") or match.group("host") == "localhost"):
+        if match.group("path").startswith("-"):
+            raise ValidationError(field, value, "the path after ':' must not start with '-'")
         _no_dotdot(field, value, match.group("path"))
         return value
     raise ValidationError(field, value,
@@ -223,8 +253,9 @@ def repo_url(value, field="repo"):
 
 
 def _no_dotdot(field, value, path):
-    if ".." in path.split("/"):
-        raise ValidationError(field, value, "must not contain '..'")
+    # Decoded as a server would decode it: %2e%2e is '..' too.
+    if ".." in path.split("/") or ".." in unquote(path).split("/"):
+        raise ValidationError(field, value, "must not contain '..' (encoded or not)")
 
 
 def git_ref(value, field="ref"):
@@ -349,16 +380,37 @@ def env_name(value, field="environment"):
 
 
 def env_value(value, field="environment"):
-    """An environment variable value: any text on one line (no NUL, no newline).
+    """An environment variable value: any text on one line.
 
     Quotes, '$' and braces are allowed (passwords contain them): whatever writes the value
     into a file quotes it for that file, and the inventory marks it unsafe for templates.
+    What could end the line or drive a terminal is refused (see ``_NOT_ONE_LINE``); tabs
+    are kept.
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     _string(field, value, 32768)
-    if "\x00" in value or "\n" in value or "\r" in value:
-        raise ValidationError(field, value, "must be on one line (no NUL or newline)")
+    if _NOT_ONE_LINE.search(value):
+        raise ValidationError(field, value, "must be one line of text (no NUL, newline, vertical tab, form feed, "
+                                            "escape or other control character, no U+2028/2029)")
+    return value
+
+
+# A secret shorter than this cannot be masked in logs: hiding every "ab" would garble them.
+SECRET_MIN_LENGTH = 4
+
+
+def secret_value(value, field="secret"):
+    """A secret variable's value: an :func:`env_value` of at least :data:`SECRET_MIN_LENGTH`
+    characters. The error never quotes the value."""
+    try:
+        value = env_value(value, field)
+    except ValidationError as exc:
+        raise ValidationError(field, "********", exc.rule) from None
+    if len(value) < SECRET_MIN_LENGTH:
+        raise ValidationError(field, "********", "a secret must be at least %d characters: a shorter one "
+                                                 "cannot be masked in logs (make it a plain variable)"
+                              % SECRET_MIN_LENGTH)
     return value
 
 
@@ -383,7 +435,7 @@ def command(value, field="command"):
     _string(field, value, 4096)
     if not value.strip():
         raise ValidationError(field, value, "must not be empty")
-    if _CONTROL.search(value.replace("\t", " ")):
+    if _NOT_ONE_LINE.search(value):
         raise ValidationError(field, value, "must be one line with no control characters")
     if value.lstrip().startswith("-"):
         raise ValidationError(field, value, "must not start with '-'")

@@ -318,12 +318,14 @@ def main():
     )
     params = module.params
     try:
-        domains = validation.domains(params["domains"]) if params["domains"] is not None else []
+        # This module also makes the certificate of nginx's default server (default.invalid).
+        domains = validation.domains(params["domains"], default_certificate=True) \
+            if params["domains"] is not None else []
         if params["state"] == "present" and not domains:
             raise ValidationError("domains", domains, "must name at least one domain")
         name = params["name"] if params["name"] is not None else domains[0]
         try:
-            validation.domain(name, "name")
+            validation.domain(name, "name", default_certificate=True)
         except ValidationError:
             validation.name(name, "name")
         validation.count(params["days"], "days", 1, 36500)

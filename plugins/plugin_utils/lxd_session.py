@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -120,6 +121,30 @@ class SessionBroken(Exception):
     must not be run again."""
 
 
+class UnsafeControlDir(Exception):
+    """The control directory could let another user plant or read a session socket."""
+
+
+def check_control_dir(path):
+    """Make the control directory (0700) or refuse one that is not safe, as ssh refuses
+    such a ControlPath: a directory another user owns or can write to could hold their
+    socket posing as a broker, which would see every command and its input."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        info = os.lstat(path)
+    except OSError as exc:
+        raise UnsafeControlDir("cannot use the session control directory %s: %s" % (path, exc)) from None
+    problem = None
+    if not stat.S_ISDIR(info.st_mode):
+        problem = "it is not a directory (a symbolic link?)"
+    elif info.st_uid != os.getuid():
+        problem = "it belongs to uid %d, not to this user (uid %d)" % (info.st_uid, os.getuid())
+    elif info.st_mode & 0o077:
+        problem = "its mode is %o: group and others must have no access (chmod 700 it)" % (info.st_mode & 0o777)
+    if problem:
+        raise UnsafeControlDir("refusing the session control directory %s: %s" % (path, problem))
+
+
 def _recv_exact(sock, size):
     chunks = []
     while size:
@@ -185,11 +210,11 @@ class SessionClient:
         return sock
 
     def connect(self):
+        check_control_dir(self.control_dir)
         try:
             return self._connect()
         except OSError:
             pass
-        os.makedirs(self.control_dir, mode=0o700, exist_ok=True)
         # One starter at a time per session: forks racing for the same instance share a broker.
         with open(self.path + ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -158,3 +158,40 @@ def test_a_dead_runner_is_replaced_before_the_command_is_handed_over():
     dead, fresh = FakeRunner(fail_send=BrokenPipeError()), FakeRunner(reply(3, b"", b"err"))
     pool, answer = serve_with([dead, fresh])
     assert answer.endswith(b"err") and dead.killed and pool.busy == 0 and pool.idle == [fresh]
+
+
+def test_the_session_control_directory_is_made_private(tmp_path):
+    made = tmp_path / "cp"
+    lxd_session.check_control_dir(str(made))
+    assert made.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("problem", ["group-writable", "other-readable", "foreign-owner", "symlink"])
+def test_an_unsafe_session_control_directory_is_refused_before_any_socket_is_used(tmp_path, problem):
+    import socket
+
+    real = tmp_path / "cp"
+    real.mkdir(mode=0o700)
+    control = real
+    if problem == "group-writable":
+        real.chmod(0o770)
+    elif problem == "other-readable":
+        real.chmod(0o705)
+    elif problem == "foreign-owner":
+        os.chown(real, 65534, 65534)
+    else:
+        control = tmp_path / "link"
+        control.symlink_to(real)
+    client = lxd_session.SessionClient(str(control), {"instance": "x"}, idle=1)
+    # A socket planted where the broker's would be: it must never be talked to.
+    planted = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    planted.bind(client.path)
+    planted.listen(1)
+    try:
+        with pytest.raises(lxd_session.UnsafeControlDir, match="refusing the session control directory"):
+            client.run(["true"], {}, "/", 0, 0, b"")
+        planted.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            planted.accept()
+    finally:
+        planted.close()

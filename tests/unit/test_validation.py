@@ -126,6 +126,8 @@ def test_domain_accepts(value):
     "", "localhost", "Example.com", "example.com.", ".example.com", "a..b.com", "-a.example.com",
     "a-.example.com", "a_b.example.com", "10.0.0.1", "*.example.com", "a" * 64 + ".com",
     ("a" * 63 + ".") * 3 + "b" * 62, "example.com\n", "example.com;", "example.com { }",
+    # A final label a URL parser reads as a number; DPL's own default certificate's name.
+    "a.0x1", "1.2.3.4.5", "app.0xff", "default.invalid",
     "ex ample.com", "café.example.com", "ｅｘａｍｐｌｅ.com", "\u0430pple.com", "$(id).example.com",
     "{{x}}.example.com", "example.com/..", *DASHES,
 ])
@@ -154,7 +156,7 @@ def test_domains_is_a_list_of_distinct_domains():
 @pytest.mark.parametrize("value", [
     "https://github.com/owner/repo.git", "https://git.example.com:8443/group/sub/repo",
     "ssh://git@github.com/owner/repo.git", "ssh://git@[::1]:2222/repo", "git://example.com/repo.git",
-    "file:///srv/git/repo.git", "git@github.com:owner/repo.git", "deploy@localhost:repo",
+    "file:///srv/dpl/git/repo.git", "git@github.com:owner/repo.git", "deploy@localhost:repo",
     "ssh://git@host.example/~user/repo.git",
 ])
 def test_repo_url_accepts(value):
@@ -170,6 +172,14 @@ def test_repo_url_accepts(value):
     "https://github.com/$(id)", "https://github.com/`id`", "https://github.com/a;b", "https://github.com/{{x}}",
     "https://github.com/a|b", "https://github.com/a'b", "https://gïthub.com/x", "https://github.com/x\x00",
     *DASHES,
+    # git's remote-helper form runs a helper program; an scp-like path that is an option.
+    "a.b::foo", "localhost::x", "foo.bar:x::y", "host.example:-x", "git@host.example:--upload-pack=x",
+    # Local repositories outside DPL's git folder: the container's files, another project's checkout.
+    "file:///etc", "file:///root/deploy/other-project/app", "file:///srv/dpl/git/../../../etc",
+    "file:///srv/dpl/git/%2e%2e/%2e%2e/etc", "file:///srv/dpl/gitx/repo.git",
+    # Ports a URL cannot have; dot segments a server decodes.
+    "https://github.com:65536/x.git", "ssh://git@host.example:99999/x", "git://host.example:0/x",
+    "https://github.com/owner/%2e%2e/x", "https://github.com/owner/%2E./x", "https://github.com/.%2e/x",
 ])
 def test_repo_url_refuses(value):
     refused(validation.repo_url, value)
@@ -437,3 +447,28 @@ def test_image_accepts(value):
 @pytest.mark.parametrize("value", ["", "../x", "a/../b", "a//b", "-x", "a b", "a;b", "a\n", "é", "{{x}}", "x" * 256])
 def test_image_refuses(value):
     refused(validation.image, value)
+
+
+@pytest.mark.parametrize("value", ["1.2.3.a", "a.b0x1", "a.x0"])
+def test_domain_accepts_final_labels_that_are_not_numbers(value):
+    assert validation.domain(value) == value
+
+
+def test_the_default_certificates_name_only_for_the_module_that_makes_it():
+    assert "DPL's own default certificate" in refused(validation.domain, "default.invalid").rule
+    assert validation.domain("default.invalid", default_certificate=True) == "default.invalid"
+
+
+LINE_BREAKERS = ["a\x0bb", "a\x0cb", "a\x1b[31mb", "a\x85b", "a\u2028b", "a\u2029b", "a\ud800b", "a\udfffb",
+                 "a\x7fb", "a\x9bb", "a\nb", "a\rb", "a\x00b"]
+
+
+@pytest.mark.parametrize("value", LINE_BREAKERS)
+def test_env_values_and_commands_refuse_what_ends_a_line_or_drives_a_terminal(value):
+    refused(validation.env_value, value)
+    refused(validation.command, value)
+
+
+def test_env_values_and_commands_keep_tabs_and_ordinary_unicode():
+    assert validation.env_value("a\tb ünïcode €") == "a\tb ünïcode €"
+    assert validation.command("echo\t'ünïcode'") == "echo\t'ünïcode'"

@@ -231,3 +231,20 @@ def remove_app(runner: JobRunner, app: str, who: str | None = None,
     with Registry.open(runner.registry_path, create=False) as reg:
         reg.remove_app(project, name)
     return job
+
+
+def remove_project(runner: JobRunner, name: str, who: str | None = None,
+                   on_event: EventHandler | None = None) -> tuple[dict[str, list[str]], list[Job]]:
+    """Take every app of the project out of service (one app-remove job each, stopping at
+    the first that fails: its record stays), then remove the project's record.
+
+    Returns what was removed from the registry and the jobs that ran.
+    """
+    with Registry.open(runner.registry_path, create=False) as reg:
+        reg.get_project(name)
+        apps = [app["name"] for app in reg.list_apps(project=name)]
+    jobs = [remove_app(runner, f"{name}/{app}", who=who, on_event=on_event) for app in apps]
+    with Registry.open(runner.registry_path, create=False) as reg:
+        removed = reg.remove_project(name, cascade=True)
+    removed["apps"] = [f"{name}/{app}" for app in apps]
+    return removed, jobs

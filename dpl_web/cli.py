@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -334,6 +335,18 @@ def cmd_project_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_project_remove(args: argparse.Namespace) -> int:
+    if args.cascade and not args.record_only:
+        # Its apps are taken out of service first (their containers keep only the backups).
+        runner = _runner(args)
+        on_event = None if args.json else _progress
+        try:
+            removed, jobs = _run_action(runner, lambda: actions.remove_project(runner, args.name,
+                                                                               on_event=on_event))
+        except actions.ActionFailed as failure:
+            _job_done(args, failure.job, f"removal of the apps of {args.name}")
+            return _fail(args, EXIT_JOB_FAILED, "job_failed", str(failure), job=failure.job.id)
+        _emit(args, {"changed": True, "removed": removed, "jobs": [job.id for job in jobs]}, _removed(removed))
+        return EXIT_OK
     with _open(args) as reg:
         removed = reg.remove_project(args.name, cascade=args.cascade)
     _emit(args, {"changed": True, "removed": removed}, _removed(removed))
@@ -344,11 +357,12 @@ def cmd_project_remove(args: argparse.Namespace) -> int:
 
 APP_OPTIONS = ("repo", "ref", "deploy_script", "start_command", "port", "health_path", "keep_releases",
                "keep_backups", "notes")
-APP_NULLABLE = ("deploy_script",)
+APP_NULLABLE = ("deploy_script", "ref")
 
 
 def _app_text(app: dict[str, Any]) -> list[str]:
-    shown = dict(app, app=f"{app['project']}/{app['name']}")
+    shown = dict(app, app=f"{app['project']}/{app['name']}",
+                 ref=app["ref"] or "- (the repository's default branch, asked at each deploy)")
     lines = _fields(shown, ("app", "container", "host", "repo", "ref", "deploy_script", "start_command", "port",
                             "domains", "health_path", "keep_releases", "keep_backups", "notes", "created_at",
                             "updated_at"))
@@ -475,6 +489,18 @@ def cmd_job_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Escape sequences (CSI, OSC and the rest) and control characters but newline and tab: a
+# repository's output could otherwise rewrite the operator's terminal (its title, its
+# clipboard through OSC 52, or earlier lines through carriage returns).
+_TERMINAL_CONTROL = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]?"
+                               r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """Text from programs, made safe to print on a terminal."""
+    return _TERMINAL_CONTROL.sub("", text.replace("\r\n", "\n"))
+
+
 def cmd_job_show(args: argparse.Namespace) -> int:
     with _open(args) as reg:
         job = reg.get_job(args.id)
@@ -484,7 +510,8 @@ def cmd_job_show(args: argparse.Namespace) -> int:
         lines.append(f"{'changed:':<16} {json.dumps(job['changed'])}")
     if job["log"]:
         lines += ["log:", job["log"]]
-    _emit(args, {"job": job}, lines)
+    # --json output is escaped by JSON itself; text goes to a terminal.
+    _emit(args, {"job": job}, [terminal_safe(line) for line in lines])
     return EXIT_OK
 
 
@@ -705,7 +732,8 @@ def _container_options(parser: argparse.ArgumentParser, edit: bool) -> None:
 def _app_options(parser: argparse.ArgumentParser, edit: bool) -> None:
     parser.add_argument("--repo", metavar="URL", help="git repository: https://, ssh://, git://, file:// or "
                                                       "user@host:path")
-    parser.add_argument("--ref", help="branch, tag or commit to deploy (default main)")
+    parser.add_argument("--ref", help="branch, tag or commit to deploy (default: the repository's default "
+                                      "branch, asked at each deploy; '' in edit goes back to it)")
     parser.add_argument("--deploy-script", metavar="SCRIPT",
                         help="path in the repository or command run before the switch"
                         + (" (an empty value clears it)" if edit else ""))
@@ -810,9 +838,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("name")
     sub.add_argument("--container", help="move the record to this container (deploy again afterwards)")
     sub.add_argument("--notes")
-    sub = command(projects, "remove", cmd_project_remove, "remove a project's record")
+    sub = command(projects, "remove", cmd_project_remove, "remove a project (refused while it has apps)")
     sub.add_argument("name")
-    sub.add_argument("--cascade", action="store_true", help="also remove its apps")
+    sub.add_argument("--cascade", action="store_true",
+                     help="also remove its apps: each is taken out of service first (backups kept)")
+    sub.add_argument("--record-only", action="store_true",
+                     help="with --cascade: only remove the registry records, touch no container")
 
     apps = commands.add_parser("app", help="apps (in projects)").add_subparsers(
         dest="action", required=True, metavar="ACTION")

@@ -374,7 +374,8 @@ PROJECT_FIELDS: dict[str, _Field] = {
 
 APP_FIELDS: dict[str, _Field] = {
     "repo": _Field(_REQUIRED, validation.repo_url),
-    "ref": _Field("main", validation.git_ref),
+    # None: the repository's default branch (its HEAD), asked at each deploy.
+    "ref": _Field(None, validation.git_ref, True),
     "deploy_script": _Field(None, validation.command, True),
     "start_command": _Field("npm start", validation.command),
     "port": _Field(3000, validation.port),
@@ -384,6 +385,16 @@ APP_FIELDS: dict[str, _Field] = {
     "keep_backups": _Field(5, partial(validation.count, minimum=1, maximum=100)),
     "notes": _Field("", validation.text),
 }
+
+# How the ref column (NOT NULL since v2) stores "no ref: follow the default branch".
+DEFAULT_BRANCH_REF = ""
+
+
+def _ref_column(values: dict[str, Any]) -> dict[str, Any]:
+    if "ref" in values and values["ref"] is None:
+        values["ref"] = DEFAULT_BRANCH_REF
+    return values
+
 
 # Keys of the seed's request shape (and the CLI's --from-json) that differ from APP_FIELDS.
 _REQUEST_ALIASES = {"start": "start_command"}
@@ -420,10 +431,7 @@ def _secret_env(values: Any, field: str = "secret_env") -> dict[str, str]:
     checked = {}
     for key, value in values.items():
         validation.env_name(key, f"{field} name")
-        try:
-            checked[key] = validation.env_value(value, f"{field}[{key}]")
-        except ValidationError as exc:
-            raise ValidationError(exc.field, SECRET_MASK, exc.rule) from None
+        checked[key] = validation.secret_value(value, f"{field}[{key}]")
     return checked
 
 
@@ -1001,7 +1009,7 @@ class Registry:
             "container": row["container"],
             "host": row["host"],
             "repo": row["repo"],
-            "ref": row["ref"],
+            "ref": row["ref"] or None,
             "deploy_script": row["deploy_script"],
             "start_command": row["start_command"],
             "port": row["port"],
@@ -1101,7 +1109,7 @@ class Registry:
         validation.app_name(name, "app")
         if container is not None:
             validation.container_name(container, "container")
-        values = _check("app", dict(fields, repo=repo), APP_FIELDS, defaults=True)
+        values = _ref_column(_check("app", dict(fields, repo=repo), APP_FIELDS, defaults=True))
         plain, secret, _unset = _env_changes(env, secret_env, None)
         domains = values.pop("domains")
         what = f"app {project}/{name}"
@@ -1139,7 +1147,7 @@ class Registry:
         variables; others are kept. ``deploy_script=None`` clears the deploy script."""
         validation.name(project, "project")
         validation.app_name(name, "app")
-        values = _check("app", changes, APP_FIELDS, defaults=False)
+        values = _ref_column(_check("app", changes, APP_FIELDS, defaults=False))
         plain, secret, unset = _env_changes(env, secret_env, unset_env)
         domains = values.pop("domains", None)
         what = f"app {project}/{name}"

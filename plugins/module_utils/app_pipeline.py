@@ -137,8 +137,12 @@ class Pipeline:
                 self.result["adopted_release"] = adopted
             live = paths.live_release()
             releases.fetch(self.runner, paths, params["repo"], params["git_timeout"])
-            commit = releases.resolve(self.runner, paths, params["ref"])
-            self.result.update(commit=commit, ref=params["ref"])
+            ref = params["ref"]
+            if ref is None:
+                ref = releases.default_branch(self.runner, paths, params["repo"], params["git_timeout"])
+                self.result["default_branch"] = ref
+            commit = releases.resolve(self.runner, paths, ref)
+            self.result.update(commit=commit, ref=ref)
             service = releases.Service(self.runner, paths)
 
             live_commit = paths.release_info(live).get("commit") if live else None
@@ -154,7 +158,7 @@ class Pipeline:
 
             def from_git(building):
                 releases.export(self.runner, paths, commit, building, params["git_timeout"])
-                return {"commit": commit, "ref": params["ref"], "repo": params["repo"], "source": "git",
+                return {"commit": commit, "ref": ref, "repo": params["repo"], "source": "git",
                         "created": _now()}
 
             release_id = self.build_release(commit, from_git)
@@ -167,7 +171,8 @@ class Pipeline:
     def deploy_plan(self):
         live = self.paths.live_release()
         return self.finish(changed=True, release=None, replaced_release=live,
-                           msg="would fetch %s at %s and deploy it" % (self.params["repo"], self.params["ref"]))
+                           msg="would fetch %s at %s and deploy it" % (
+                               self.params["repo"], self.params["ref"] or "its default branch"))
 
     # -- rollback --------------------------------------------------------------------
 
@@ -217,6 +222,32 @@ class Pipeline:
             self.prune()
             return self.finish(release=release_id, replaced_release=replaced, health_status=status,
                                backup=backup_name, commit=restored.get("commit"))
+
+    # -- removal ---------------------------------------------------------------------
+
+    def remove(self):
+        """Take the app out of service: its service stopped, disabled and deleted, every
+        file a deploy made removed (the paths come from :class:`releases.AppPaths`, the
+        same definition deploys use); its backups are kept."""
+        paths = self.paths
+        present = [path for path in paths.removable() if os.path.lexists(path)]
+        result = {"removed": present, "kept_backups": paths.backups}
+        if self.check_mode or not present:
+            return self.finish(changed=bool(present), **result)
+        os.makedirs(os.path.dirname(paths.lock), mode=0o755, exist_ok=True)
+        # Under the lock: a deploy still running would otherwise recreate what goes here.
+        with releases.AppLock(paths.lock, self.params["lock_timeout"]):
+            if os.path.isdir("/run/systemd/system"):
+                releases.Service(self.runner, paths).remove()
+            for path in paths.removable():
+                if path == paths.lock:
+                    continue
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                elif os.path.lexists(path):
+                    os.unlink(path)
+            os.unlink(paths.lock)
+        return self.finish(changed=True, **result)
 
     # -- listing ---------------------------------------------------------------------
 
@@ -293,11 +324,7 @@ def validate_params(params):
         validation.env_value(value, "env.%s" % key)
     for key, value in (params.get("secret_env") or {}).items():
         validation.env_name(key, "secret_env")
-        try:
-            validation.env_value(value, "secret_env.%s" % key)
-        except validation.ValidationError as exc:
-            # The message would quote the value: say what is wrong without it.
-            raise validation.ValidationError("secret_env.%s" % key, "********", exc.rule) from None
+        validation.secret_value(value, "secret_env.%s" % key)
     validation.url_path(params["health_path"], "health_path")
     validation.count(params["keep_releases"], "keep_releases", 1, 100)
     validation.count(params["keep_backups"], "keep_backups", 1, 1000)

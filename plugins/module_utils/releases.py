@@ -56,7 +56,8 @@ class Masker:
     """Replaces secret values in text meant for logs with ********."""
 
     def __init__(self, secrets):
-        self.secrets = sorted((v for v in secrets if v and len(v) >= 3), key=len, reverse=True)
+        # Every secret is masked, however short (validation refuses secrets under 4 characters).
+        self.secrets = sorted((v for v in secrets if v), key=len, reverse=True)
 
     def __call__(self, text):
         for secret in self.secrets:
@@ -85,6 +86,14 @@ class AppPaths:
         self.unit_file = os.path.join(SERVICE_DIR, self.unit)
         self.env_file = os.path.join(APP_CONFIG_DIR, "%s_%s.env" % (project, app))
         self.start_script = os.path.join(APP_CONFIG_DIR, "%s_%s.start" % (project, app))
+
+    def service_files(self):
+        """The files that make the app's service: its unit, environment and start script."""
+        return [self.unit_file, self.env_file, self.start_script]
+
+    def removable(self):
+        """Everything a deploy makes for this app but its backups, which outlive it."""
+        return self.service_files() + [self.live, self.releases, self.checkout, self.lock]
 
     def ensure(self):
         for path in (os.path.dirname(self.live), self.releases, self.backups, os.path.dirname(self.checkout),
@@ -308,6 +317,28 @@ def fetch(runner, paths, repo, timeout):
                                "+refs/heads/*:refs/remotes/origin/*"], timeout=timeout, env=GIT_ENV)
 
 
+def default_branch(runner, paths, repo, timeout):
+    """The branch the repository's HEAD names (its default branch), asked at each deploy:
+    a repository whose default moves from master to main is followed."""
+    rc, out = runner.run("fetch", ["git", "-C", paths.checkout, "ls-remote", "--symref", "--", repo, "HEAD"],
+                         timeout=timeout, env=GIT_ENV, check=False)
+    for line in out.splitlines():
+        target, _tab, name = line.partition("\t")
+        if name == "HEAD" and target.startswith("ref: refs/heads/"):
+            return target[len("ref: refs/heads/"):]
+    raise StepFailed("fetch", "the repository does not say which branch is its default (HEAD names none): "
+                              "give the app a ref (a branch, tag or commit)", out if rc else "")
+
+
+def branches(runner, paths, count=5):
+    """A few of the repository's branches, for a message."""
+    rc, out = runner.run("fetch", ["git", "-C", paths.checkout, "for-each-ref", "--count=%d" % (count + 1),
+                                   "--format=%(refname:lstrip=3)", "refs/remotes/origin/"],
+                         env=GIT_ENV, check=False)
+    names = [name for name in out.split() if name != "HEAD"] if rc == 0 else []
+    return names[:count] + (["..."] if len(names) > count else [])
+
+
 def resolve(runner, paths, ref):
     """The commit a branch, tag or commit id names; StepFailed when it names nothing."""
     git = ["git", "-C", paths.checkout]
@@ -316,7 +347,9 @@ def resolve(runner, paths, ref):
                                              candidate + "^{commit}"], env=GIT_ENV, check=False)
         if rc == 0:
             return out.strip()
-    raise StepFailed("fetch", "ref %r is not a branch, tag or commit of the repository" % ref)
+    known = branches(runner, paths)
+    raise StepFailed("fetch", "ref %r is not a branch, tag or commit of the repository (its branches: %s)"
+                     % (ref, ", ".join(known) or "none"))
 
 
 def export(runner, paths, commit, directory, timeout):
@@ -596,7 +629,7 @@ class Service:
     def snapshot(self):
         """The service's files as they are now, for :meth:`restore` after a failed switch."""
         saved = {}
-        for path in (self.paths.env_file, self.paths.start_script, self.paths.unit_file):
+        for path in self.paths.service_files():
             try:
                 with open(path) as handle:
                     saved[path] = (handle.read(), os.stat(path).st_mode & 0o777)
@@ -617,6 +650,20 @@ class Service:
 
     def stop(self):
         self.runner.run("start", ["systemctl", "stop", self.paths.unit], timeout=90, check=False)
+
+    def remove(self):
+        """Stop and disable the unit, delete its files, and make sure nothing of it runs."""
+        self.runner.run("remove", ["systemctl", "disable", "--now", "--quiet", self.paths.unit], timeout=90,
+                        check=False)
+        for path in self.paths.service_files():
+            if os.path.lexists(path):
+                os.unlink(path)
+        self.runner.run("remove", ["systemctl", "daemon-reload"], timeout=60)
+        self.runner.run("remove", ["systemctl", "reset-failed", self.paths.unit], timeout=30, check=False)
+        active, sub, _restarts = self.state()
+        if active not in ("inactive", "failed", ""):
+            raise StepFailed("remove", "the service %s is still %s after it was stopped and removed"
+                                       % (self.paths.unit, "/".join(filter(None, [active, sub]))))
 
     def state(self):
         """(ActiveState, SubState, NRestarts) of the unit; not logged (polled often)."""

@@ -31,9 +31,11 @@ options:
     type: str
     required: true
   ref:
-    description: Branch, tag or commit to deploy.
+    description:
+      - Branch, tag or commit to deploy.
+      - When unset, the repository's default branch (the branch its C(HEAD) names), asked at
+        each deploy and returned as RV(ref) and RV(default_branch).
     type: str
-    default: main
 extends_documentation_fragment:
   - dpl.platform.app
   - ansible.builtin.action_common_attributes
@@ -69,6 +71,16 @@ commit:
   description: The commit deployed (or found live).
   returned: success
   type: str
+ref:
+  description: The branch, tag or commit that was resolved to RV(commit).
+  returned: success
+  type: str
+  sample: main
+default_branch:
+  description: The repository's default branch, when O(ref) was not given.
+  returned: success and O(ref) unset
+  type: str
+  sample: master
 release:
   description: Id of the live release after the task (C(<UTC time>-<commit>)).
   returned: success
@@ -116,7 +128,7 @@ def main():
     module = AnsibleModule(
         argument_spec=app_argument_spec(
             repo=dict(type="str", required=True),
-            ref=dict(type="str", default="main"),
+            ref=dict(type="str"),
         ),
         supports_check_mode=True,
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ContainerFactory
+from tests.support.apps import AppRepo, GitDaemon, app_files
 from tests.support.playbooks import ansible_env, lxd_inventory, run_playbook
 
 pytestmark = pytest.mark.lxd
@@ -144,7 +145,8 @@ def test_secrets_reach_the_app_but_no_log(app):
     ("crash", {}, "start", "the app does not stay up"),
     ("sick", {}, "health check", "did not answer 2xx/3xx within 8s (last: HTTP 500)"),
     ("v3", {"deploy_script": "echo building; exit 4"}, "deploy script", "deploy script failed (exit code 4)"),
-    ("no-such-ref", {}, "fetch", "ref 'no-such-ref' is not a branch, tag or commit"),
+    ("no-such-ref", {}, "fetch", "ref 'no-such-ref' is not a branch, tag or commit of the repository "
+                                 "(its branches: main)"),
 ])
 def test_a_failed_deploy_leaves_the_previous_version_serving(app, ref, params, step, message):
     assert app.ok("app_deploy", ref="v2")["changed"]
@@ -306,3 +308,65 @@ def test_a_broken_start_command_for_the_live_commit_is_put_back(app):
     assert app.serving() == "v1"
     # The service files are the old ones again: the same deploy as before changes nothing.
     assert app.ok("app_deploy", ref="v1")["changed"] is False
+
+
+def port_answers(address, port):
+    try:
+        with urllib.request.urlopen(f"http://{address}:{port}/", timeout=3) as response:
+            return json.load(response)["version"]
+    except OSError:
+        return None
+
+
+def test_remove_takes_everything_but_the_backups_and_frees_the_port(app, box, repos, tmp_path, lxd_client):
+    app.ok("app_deploy", ref="v1")
+    app.ok("app_deploy", ref="v2")
+    unit = f"dpl-tests_{app.name}.service"
+    backups = f"/root/backups/tests/{app.name}"
+    gone = [f"/etc/systemd/system/{unit}", f"/etc/systemd/system/multi-user.target.wants/{unit}",
+            f"/etc/dpl/apps/tests_{app.name}.env", f"/etc/dpl/apps/tests_{app.name}.start",
+            f"/root/apps/tests/{app.name}", f"/root/apps/tests/.releases/{app.name}",
+            f"/root/deploy/tests/{app.name}", f"/root/deploy/tests/.{app.name}.lock"]
+    for path in gone[:3]:
+        assert lxd_client.execute(app.container, ["test", "-e", path])[0] == 0, path
+
+    planned = app.run("app_remove", check=True)
+    assert planned["changed"] and set(planned["removed"]) <= set(gone)
+    assert app.serving() == "v2", "check mode must not touch the app"
+
+    removed = app.ok("app_remove")
+    assert removed["changed"] and removed["kept_backups"] == backups
+    assert sh(lxd_client, app.container, f"systemctl is-active {unit} || true").strip() == "inactive"
+    assert sh(lxd_client, app.container, f"systemctl is-enabled {unit} 2>&1 || true").strip() != "enabled"
+    assert port_answers(app.address, app.params["port"]) is None, "the old process still answers"
+    left = [path for path in gone if lxd_client.execute(app.container, ["test", "-e", path])[0] == 0]
+    assert left == []
+    assert sh(lxd_client, app.container, f"ls {backups}").split() != [], "the backups must stay"
+    assert app.ok("app_remove")["changed"] is False
+
+    # A new app on the freed port deploys, passes its own health check, and answers itself.
+    newcomer = App(tmp_path, app.container, app.address, repos[1], app.params["port"])
+    assert newcomer.ok("app_deploy", ref="v3")["changed"]
+    assert port_answers(app.address, app.params["port"]) == "v3"
+
+
+@pytest.mark.parametrize("branch", ["master", "trunk"])
+def test_without_a_ref_the_repositorys_default_branch_is_deployed(app, tmp_path, branch):
+    repo = AppRepo(tmp_path / "repos", f"only-{branch}", default_branch=branch)
+    repo.commit("first", app_files(f"{branch}-1"))
+    daemon = GitDaemon(tmp_path / "repos")
+    try:
+        app.params["repo"] = daemon.url(repo)
+        first = app.ok("app_deploy")
+        assert (first["ref"], first["default_branch"], first["commit"]) == (branch, branch, repo.commits["first"])
+        assert app.serving() == f"{branch}-1"
+        # Asked again at each deploy: a new commit on the default branch is what goes live.
+        repo.commit("second", app_files(f"{branch}-2"))
+        assert app.ok("app_deploy")["commit"] == repo.commits["second"]
+        assert app.serving() == f"{branch}-2"
+        info = app.run("app_info")
+        assert [release["ref"] for release in info["releases"]] == [branch, branch]
+        missing = app.deploy("main")
+        assert missing["failed_step"] == "fetch" and f"(its branches: {branch})" in missing["msg"]
+    finally:
+        daemon.stop()

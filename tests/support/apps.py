@@ -95,17 +95,20 @@ def git(*args: str, cwd: Path) -> str:
 class AppRepo:
     """A bare repository of the test app, with a work tree to commit versions from."""
 
-    def __init__(self, root: Path, name: str):
+    def __init__(self, root: Path, name: str, default_branch: str = "main"):
         self.name = name
+        self.default_branch = default_branch
         self.bare = root / f"{name}.git"
         self.work = root / f"{name}-work"
         self.work.mkdir(parents=True)
-        git("init", "--quiet", "--bare", "--initial-branch=main", str(self.bare), cwd=root)
-        git("init", "--quiet", "--initial-branch=main", cwd=self.work)
+        # The bare repository's HEAD names its default branch, as a forge's does.
+        git("init", "--quiet", "--bare", f"--initial-branch={default_branch}", str(self.bare), cwd=root)
+        git("init", "--quiet", f"--initial-branch={default_branch}", cwd=self.work)
         git("remote", "add", "origin", str(self.bare), cwd=self.work)
         self.commits: dict[str, str] = {}
 
-    def commit(self, label: str, files: dict[str, bytes], tag: str | None = None, branch: str = "main") -> str:
+    def commit(self, label: str, files: dict[str, bytes], tag: str | None = None, branch: str | None = None) -> str:
+        branch = branch or self.default_branch
         for old in self.work.rglob("*"):
             if old.is_file() and ".git" not in old.parts:
                 old.unlink()

@@ -255,7 +255,7 @@ def test_app_from_json_file_in_the_seed_shape(ready, tmp_path):
     request = tmp_path / "app.json"
     request.write_text(json.dumps({
         "name": "web", "project": "shop", "repo": REPO, "ref": "main", "port": 4000, "domain": "shop.example.com",
-        "start": "npm run serve", "env": {"NODE_ENV": "production", "DB_PASSWORD": {"value": "s3", "secret": True}},
+        "start": "npm run serve", "env": {"NODE_ENV": "production", "DB_PASSWORD": {"value": "s3cr3t", "secret": True}},
     }))
     app = dpl("--json", "app", "add", "--from-json", str(request)).json["app"]
     assert app["port"] == 4000 and app["domains"] == ["shop.example.com"] and app["start_command"] == "npm run serve"
@@ -308,7 +308,7 @@ def test_hostile_values_are_refused_with_field_value_and_rule(ready):
         assert error["type"] == "invalid" and error["field"] and error["rule"]
         assert "nothing was changed" in dpl.err
     app = dpl("--json", "app", "show", "shop/web").json["app"]
-    assert app["ref"] == "main" and app["domains"] == [] and app["port"] == 3000
+    assert app["ref"] is None and app["domains"] == [] and app["port"] == 3000
 
 
 # -- jobs ----------------------------------------------------------------------------------
@@ -335,6 +335,31 @@ def test_job_list_and_show(ready):
     assert dpl("--json", "job", "show", str(deploy)).json["job"]["log"] == "step 1\nstep 2\n"
     dpl("job", "show", "999", expect=5)
     dpl("job", "list", "--status", "done", expect=2)
+
+
+def test_job_show_strips_terminal_escapes_from_repository_output(ready):
+    dpl = ready
+    hostile = ("npm ok\x1b]0;pwned title\x07 \x1b]52;c;Y3VybCBldmlsfHNo\x1b\\ \x1b[2J\x1b[31mred\x1b[0m\r\n"
+               "fake\rreal\x08\x9b31m\tend\n")
+    with Registry.open() as reg:
+        job = reg.create_job("deploy", "container/web1", "cli:root")
+        reg.start_job(job)
+        reg.finish_job(job, "failed", summary="build failed", log=hostile)
+    shown = dpl("job", "show", str(job)).out
+    assert "\x1b" not in shown and "\r" not in shown and "\x08" not in shown and "\x9b" not in shown
+    assert "npm ok" in shown and "red\nfakereal31m\tend" in shown and "build failed" in shown
+    assert "pwned title" not in shown and "Y3VybCBldmlsfHNo" not in shown
+    # JSON keeps the log as it was recorded: JSON escapes it.
+    assert dpl("--json", "job", "show", str(job)).json["job"]["log"] == hostile
+
+
+def test_a_secret_too_short_to_mask_is_refused_without_being_echoed(ready):
+    dpl = ready
+    dpl("--json", "app", "add", "shop/web", "--repo", REPO, "--container", "web1", "--secret", "TOKEN=ab7",
+        expect=4)
+    error = dpl.json["error"]
+    assert "at least 4 characters" in error["rule"] and "ab7" not in dpl.out + dpl.err
+    dpl("app", "show", "shop/web", expect=5)
 
 
 # -- the registry itself -------------------------------------------------------------------

@@ -343,7 +343,7 @@ def test_app_defaults(reg):
     app = reg.add_app("shop", "web", REPO, container="web1")
     assert {key: app[key] for key in ("ref", "deploy_script", "start_command", "port", "domains", "env",
                                       "secret_env", "health_path", "keep_releases", "keep_backups")} == {
-        "ref": "main", "deploy_script": None, "start_command": "npm start", "port": 3000, "domains": [], "env": {},
+        "ref": None, "deploy_script": None, "start_command": "npm start", "port": 3000, "domains": [], "env": {},
         "secret_env": [], "health_path": "/", "keep_releases": 5, "keep_backups": 5}
     assert (app["project"], app["container"], app["host"]) == ("shop", "web1", "local")
 
@@ -406,7 +406,7 @@ def test_nothing_is_written_when_a_value_is_refused(reg):
         reg.add_app("shop", "api", REPO, port=3001, domains=["api.example.com", "../x"])
     assert reg.total_changes == before
     app = reg.get_app("shop", "web")
-    assert app["ref"] == "main" and app["domains"] == ["shop.example.com"] and app["port"] == 3000
+    assert app["ref"] is None and app["domains"] == ["shop.example.com"] and app["port"] == 3000
 
 
 def test_env_and_secrets(reg):
@@ -425,7 +425,7 @@ def test_env_and_secrets(reg):
         reg.get_secret("shop", "web", "NODE_ENV")  # plain variables are in the inventory instead
 
     # Re-classify, change, unset.
-    app = reg.update_app("shop", "web", env={"API_KEY": "public"}, secret_env={"NODE_ENV": "x"},
+    app = reg.update_app("shop", "web", env={"API_KEY": "public"}, secret_env={"NODE_ENV": "xyz1"},
                          unset_env=["PORT"])
     assert app["env"] == {"API_KEY": "public"} and app["secret_env"] == ["DB_PASSWORD", "NODE_ENV"]
     before = reg.total_changes
@@ -434,7 +434,7 @@ def test_env_and_secrets(reg):
     reg.update_app("shop", "web", secret_env={"DB_PASSWORD": "hunter3"})
     assert reg.total_changes > before
     with pytest.raises(ValidationError):
-        reg.update_app("shop", "web", env={"A": "1"}, secret_env={"A": "2"})
+        reg.update_app("shop", "web", env={"A": "1"}, secret_env={"A": "2222"})
     with pytest.raises(ValidationError):
         reg.update_app("shop", "web", env={"A": "1"}, unset_env=["A"])
 
@@ -470,7 +470,7 @@ def test_list_apps_filters(reg):
 
 def test_remove_app(reg):
     reg.add_container("web1")
-    reg.add_app("shop", "web", REPO, container="web1", domains=["shop.example.com"], secret_env={"A": "b"})
+    reg.add_app("shop", "web", REPO, container="web1", domains=["shop.example.com"], secret_env={"A": "bbbb"})
     assert reg.remove_app("shop", "web") == {"apps": ["shop/web"]}
     assert row_count(reg.conn, "app_domain") == 0 and row_count(reg.conn, "app_env") == 0
     with pytest.raises(NotFound):
@@ -512,7 +512,7 @@ def test_inventory_reads_everything_in_a_fixed_number_of_queries(reg):
     for number in range(20):
         reg.add_container(f"c{number}")
         reg.add_app(f"p{number}", "web", REPO, container=f"c{number}", domains=[f"p{number}.example.com"],
-                    env={"A": "1"}, secret_env={"B": "2"})
+                    env={"A": "1"}, secret_env={"B": "2222"})
     assert count_queries(reg.inventory) == small == 6
     data = reg.inventory()
     assert len(data["containers"]) == 20
@@ -695,3 +695,11 @@ def test_umask_does_not_widen_a_new_registry(path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_app_without_a_ref_follows_the_default_branch_and_can_go_back_to_it(reg):
+    reg.add_container("web1")
+    assert reg.add_app("shop", "web", REPO, container="web1")["ref"] is None
+    assert reg.update_app("shop", "web", ref="release")["ref"] == "release"
+    assert reg.update_app("shop", "web", ref=None)["ref"] is None
+    assert reg.inventory()["containers"][0]["projects"]["shop"]["apps"]["web"]["ref"] is None

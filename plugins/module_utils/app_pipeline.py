@@ -32,7 +32,7 @@ class Pipeline:
         self.env.update({k: str(v) for k, v in secret_env.items()})
         self.env.setdefault("NODE_ENV", "production")
         self.env["PORT"] = str(params["port"])
-        self.runner = releases.Runner(self.masker, self.env)
+        self.runner = releases.Runner(self.masker)
         self.started = time.monotonic()
         self.result = {"changed": False, "project": params["project"], "app": params["app"]}
 

@@ -239,11 +239,16 @@ class AppLock:
 
 
 class Runner:
-    """Runs commands as argument lists, with a timeout, output captured and masked."""
+    """Runs commands as argument lists, with a timeout, output captured and masked.
 
-    def __init__(self, masker, env=None):
+    Commands run with a fixed environment (:data:`BASE_PATH`, a UTF-8 locale, root's home)
+    plus only what the caller passes: DPL's own helpers (git, systemctl, journalctl, tar)
+    never see the app's variables, so an app's ``PATH`` or ``LD_PRELOAD`` changes nothing in
+    how DPL runs them, and its secrets reach only its deploy script and its service.
+    """
+
+    def __init__(self, masker):
         self.masker = masker
-        self.env = env or {}
         self.log = []
         self.current = None
         # Killed (task timeout, canceled job): take the running step down with us, so no
@@ -260,7 +265,7 @@ class Runner:
 
     def run(self, step, args, cwd=None, timeout=600, env=None, check=True):
         environment = {"PATH": BASE_PATH, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/root"}
-        environment.update(env if env is not None else self.env)
+        environment.update(env or {})
         # Output goes to a file, not a pipe: a script that leaves a process running in the
         # background (which keeps the pipe open) must not make the step wait for it.
         with tempfile.TemporaryFile() as output_file:
@@ -413,7 +418,16 @@ def run_deploy_step(runner, release_dir, deploy_script, env, timeout):
 
 
 def write_release_info(release_dir, info):
-    with open(os.path.join(release_dir, RELEASE_INFO), "w") as handle:
+    """Write the release's description. The repository may ship a file (or a symbolic link
+    to anywhere) under that name: it is replaced, never followed or written through."""
+    path = os.path.join(release_dir, RELEASE_INFO)
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise StepFailed("build", "the repository ships a directory named %s, which DPL writes: rename it"
+                         % RELEASE_INFO)
+    if os.path.lexists(path):
+        os.unlink(path)  # unlinks a link itself, not what it points to
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as handle:
         json.dump(info, handle, sort_keys=True)
 
 
@@ -490,14 +504,29 @@ def _resolve(parts, links, hops=0):
     return resolved
 
 
-def check_archive(path):
+# What a restore may extract: a backup bigger than this is not one DPL made of an app
+# (backups leave node_modules out), and extracting it could fill the container's disk.
+RESTORE_MAX_BYTES = 8 * 1024 ** 3
+RESTORE_MAX_MEMBERS = 500000
+
+
+def check_archive(path, max_bytes=RESTORE_MAX_BYTES, max_members=RESTORE_MAX_MEMBERS):
     """Refuse an archive that could write outside the release: absolute paths, '..',
     symbolic links that lead outside it (followed through the archive's other links), a
-    member stored below a symbolic link, hard links, device files, a name given twice.
-    Returns its members when safe."""
+    member stored below a symbolic link, hard links, device files, a name given twice;
+    and one over ``max_members`` members or ``max_bytes`` bytes once extracted (counted
+    while reading the headers, before anything is written). Returns its members when safe."""
     problems = []
+    members = []
+    total = 0
     with tarfile.open(path, "r:*") as archive:
-        members = archive.getmembers()
+        for member in archive:
+            members.append(member)
+            total += member.size if member.isfile() else 0
+            if len(members) > max_members or total > max_bytes:
+                raise StepFailed("restore", "the backup archive is too big to restore, nothing was extracted: "
+                                            "more than %d members or %d bytes once extracted (the limits of "
+                                            "a restore)" % (max_members, max_bytes))
 
     def parts_of(member):
         return [part for part in member.name.split("/") if part not in ("", ".")]
@@ -528,13 +557,15 @@ def check_archive(path):
     return members
 
 
-def extract_backup(path, release_dir):
-    check_archive(path)
+def extract_backup(path, release_dir, max_bytes=RESTORE_MAX_BYTES, max_members=RESTORE_MAX_MEMBERS):
+    check_archive(path, max_bytes, max_members)
     os.makedirs(release_dir)
     with tarfile.open(path, "r:*") as archive:
         for member in archive.getmembers():
             member.uid = member.gid = 0
             member.uname = member.gname = "root"
+            # No setuid, setgid or sticky bit: files owned by root would run as root.
+            member.mode &= 0o777
             archive.extract(member, release_dir, set_attrs=True)
 
 

@@ -181,3 +181,67 @@ def test_a_script_that_leaves_a_background_process_does_not_hang_the_step(tmp_pa
     rc, text = runner.run("deploy script", ["/bin/sh", "-c", "echo built; sleep 30 & exit 0"], timeout=20)
     assert (rc, text.strip()) == (0, "built")
     assert __import__("time").monotonic() - started < 5
+
+
+def test_release_info_replaces_a_link_the_repository_ships_without_following_it(tmp_path):
+    outside = tmp_path / "outside.json"
+    outside.write_text("the operator's file")
+    release = tmp_path / "release"
+    release.mkdir()
+    (release / releases.RELEASE_INFO).symlink_to(outside)
+    releases.write_release_info(str(release), {"commit": "c0ffee"})
+    assert outside.read_text() == "the operator's file"
+    info = release / releases.RELEASE_INFO
+    assert not info.is_symlink() and info.read_text() == '{"commit": "c0ffee"}'
+
+
+def test_release_info_refuses_a_directory_of_that_name(tmp_path):
+    (tmp_path / releases.RELEASE_INFO).mkdir()
+    with pytest.raises(releases.StepFailed, match="ships a directory named .dpl-release.json"):
+        releases.write_release_info(str(tmp_path), {"commit": "c0ffee"})
+
+
+def archive_of(path, members):
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data, mode in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            archive.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+def test_restore_drops_setuid_setgid_and_sticky_bits(tmp_path):
+    path = archive_of(tmp_path / "b.tar.gz", [("./run-as-root", b"#!/bin/sh\nid\n", 0o6755),
+                                              ("./sticky", b"x", 0o1777), ("./plain", b"x", 0o640)])
+    releases.extract_backup(path, str(tmp_path / "release"))
+    modes = {name: os.stat(tmp_path / "release" / name).st_mode & 0o7777
+             for name in ("run-as-root", "sticky", "plain")}
+    assert modes == {"run-as-root": 0o755, "sticky": 0o777, "plain": 0o640}
+
+
+@pytest.mark.parametrize("limits, too_big", [
+    ({"max_bytes": 1000, "max_members": 100}, [(f"./f{n}", b"x" * 300, 0o644) for n in range(4)]),
+    ({"max_bytes": 10 ** 6, "max_members": 3}, [(f"./f{n}", b"x", 0o644) for n in range(4)]),
+])
+def test_restore_refuses_an_archive_over_the_caps_before_writing_anything(tmp_path, limits, too_big):
+    path = archive_of(tmp_path / "b.tar.gz", too_big)
+    with pytest.raises(releases.StepFailed, match="too big to restore, nothing was extracted"):
+        releases.extract_backup(path, str(tmp_path / "release"), **limits)
+    assert not (tmp_path / "release").exists()
+    # Within the caps, the same archive restores.
+    releases.extract_backup(path, str(tmp_path / "fits"))
+    assert len(os.listdir(tmp_path / "fits")) == 4
+
+
+def test_dpls_own_commands_never_see_the_apps_environment():
+    params = {key: option.get("default") for key, option in app_pipeline.app_argument_spec().items()}
+    params.update(project="shop", app="web", env={"PATH": "/root/apps/shop/web/bin", "LD_PRELOAD": "/evil.so"},
+                  secret_env={"API_TOKEN": "s3cr3t-token"})
+    pipeline = app_pipeline.Pipeline(params)
+    _rc, text = pipeline.runner.run("start", ["/usr/bin/env"])
+    seen = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    assert seen["PATH"] == releases.BASE_PATH
+    assert "LD_PRELOAD" not in seen and "API_TOKEN" not in seen and "PORT" not in seen
+    # The deploy script is the app's own: it gets the app's variables.
+    _rc, text = pipeline.runner.run("deploy script", ["/usr/bin/env"], env=pipeline.env)
+    assert "LD_PRELOAD=/evil.so" in text and "API_TOKEN=********" in text

@@ -248,3 +248,31 @@ def remove_project(runner: JobRunner, name: str, who: str | None = None,
         removed = reg.remove_project(name, cascade=True)
     removed["apps"] = [f"{name}/{app}" for app in apps]
     return removed, jobs
+
+
+def apply_domains(runner: JobRunner, app: str, removed: list[str], added: list[str], who: str | None = None,
+                  on_event: EventHandler | None = None) -> Job | None:
+    """Make nginx (and DNS, when DPL manages it) follow a change of the app's domains: a
+    removed domain loses its vhost and certificate, an added one gets them, pointing at the
+    app's container and port. Nothing to do (None) for an app on another LXD host: nginx
+    runs on this one (docs/host.md)."""
+    project, name = split_app(app)
+    with Registry.open(runner.registry_path, create=False) as reg:
+        record = reg.get_app(project, name)
+        container = reg.get_container(record["container"])
+        host = reg.get_host(record["host"])
+    if host["endpoint"] != "unix:":
+        return None
+    # The same vhost name the deploy and removal playbooks use for the app.
+    vhost_name = f"{project}-{name}"
+    apps = []
+    if removed:
+        apps.append({"name": vhost_name, "domains": removed, "state": "absent"})
+    if added:
+        apps.append({"name": vhost_name, "domains": added, "ipv4": container["ipv4"], "port": record["port"]})
+    if not apps:
+        return None
+    extravars = {"nginx_edge_apps": apps, "nginx_edge_public_ipv4": host["public_ipv4"] or ""}
+    job = runner.submit("app-domains", _app_target(project, name), "playbooks/vhost.yml", extravars,
+                        who=who, on_event=on_event)
+    return _finish(job, f"the domains of {project}/{name}")

@@ -455,8 +455,27 @@ def cmd_app_edit(args: argparse.Namespace) -> int:
         app = reg.update_app(project, name, env=_pairs(args.env, "env"), secret_env=_secrets(args.secret),
                              unset_env=args.unset_env or [], **changes)
         changed = reg.total_changes != written
-    _emit(args, {"changed": changed, "app": app},
-          [f"app {project}/{name}: {'changed' if changed else 'unchanged'}", *_app_text(app)])
+    removed = [domain for domain in before["domains"] if domain not in app["domains"]]
+    added = [domain for domain in app["domains"] if domain not in before["domains"]]
+    lines = [f"app {project}/{name}: {'changed' if changed else 'unchanged'}", *_app_text(app)]
+    if (removed or added) and not args.record_only:
+        # The vhosts follow the record: a domain taken off stops proxying to the app at once.
+        runner = _runner(args)
+        on_event = None if args.json else _progress
+        try:
+            job = _run_action(runner, lambda: actions.apply_domains(runner, args.app, removed, added,
+                                                                    on_event=on_event))
+        except actions.ActionFailed as failure:
+            _job_done(args, failure.job, f"the vhosts of {project}/{name}")
+            return _fail(args, EXIT_JOB_FAILED, "job_failed",
+                         f"{failure} (the registry has the new domains: run `dpl deploy {project}/{name}` to "
+                         "try again)", job=failure.job.id)
+        if job is not None:
+            lines.append(f"vhosts: removed {', '.join(removed) or '-'}; added {', '.join(added) or '-'} "
+                         f"(job {job.id})")
+        _emit(args, {"changed": changed, "app": app, "job": job.id if job else None}, lines)
+        return EXIT_OK
+    _emit(args, {"changed": changed, "app": app}, lines)
     return EXIT_OK
 
 
@@ -866,6 +885,8 @@ def build_parser() -> argparse.ArgumentParser:
     _app_options(sub, edit=True)
     sub.add_argument("--add-domain", action="append", metavar="DOMAIN", help="add a domain, repeatable")
     sub.add_argument("--remove-domain", action="append", metavar="DOMAIN", help="remove a domain, repeatable")
+    sub.add_argument("--record-only", action="store_true",
+                     help="change only the registry: write or remove no vhost for the domains changed")
     sub.add_argument("--unset-env", action="append", metavar="NAME", help="remove a variable, repeatable")
     sub = command(apps, "remove", cmd_app_remove, "stop an app, remove its releases and vhosts, then its record "
                                                   "(backups stay)")

@@ -208,6 +208,15 @@ class CloudflareAPI:
         return self.request("DELETE", "/zones/%s/dns_records/%s" % (zone_id, record_id))["result"]
 
 
+# The comment DPL puts on the records it creates: only records carrying it are ever
+# updated or deleted, so an operator's own A record (a mail host, another server) is safe.
+RECORD_COMMENT = "Managed by DPL (dpl.platform.cloudflare_dns)"
+
+
+def is_dpls(record):
+    return record.get("comment") == RECORD_COMMENT
+
+
 def record_view(record):
     """The fields of an A record DPL manages, for comparing and for diffs."""
     return dict(name=record.get("name"), type=record.get("type"), content=record.get("content"),

@@ -11,12 +11,16 @@ version_added: 0.1.0
 description:
   - Makes the A record of O(domain) point at O(ipv4) (the host's public IPv4), proxied through
     Cloudflare by default. The record is created when missing and updated only when its
-    address, proxying or TTL differ; with O(solo) the other A records of the name are deleted,
-    so there is never a duplicate.
-  - O(state=absent) deletes the A records of O(domain) (only those pointing at O(ipv4) when it
-    is given).
+    address, proxying or TTL differ; with O(solo) DPL's other A records of the name are
+    deleted, so there is never a duplicate.
+  - DPL marks the records it creates with a comment, and only ever updates or deletes records
+    carrying it. When the name already has an A record DPL did not create, the task fails
+    naming it and changes nothing.
+  - O(state=absent) deletes DPL's A record of O(domain) pointing at O(ipv4), which is required,
+    so another server's record of the same name always stays.
   - O(ssl_mode) sets the zone's SSL/TLS encryption mode; V(full) is what DPL's self-signed
-    origin certificates need.
+    origin certificates need. The mode is never changed unless O(ssl_mode) is given (a zone
+    on V(strict) stays on V(strict)).
   - The zone is O(zone), or else the most specific parent of O(domain) that the token can
     see (C(a.b.example.com), then C(b.example.com), then C(example.com)).
   - Talks to Cloudflare's v4 API with Ansible's own HTTP client. Lists are followed page by
@@ -119,6 +123,7 @@ EXAMPLES = r"""
 - name: Remove the record of an app that is gone
   dpl.platform.cloudflare_dns:
     domain: old.example.com
+    ipv4: 203.0.113.10
     state: absent
 """
 
@@ -148,6 +153,11 @@ deleted:
   description: How many A records were deleted (or would be).
   returned: when O(domain) is given
   type: int
+foreign:
+  description: The A records of O(domain) that DPL did not create, which it leaves alone.
+  returned: when O(domain) is given
+  type: list
+  elements: dict
 ssl_mode:
   description: The zone's SSL mode after the task.
   returned: when O(ssl_mode) is given
@@ -163,11 +173,13 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible_collections.dpl.platform.plugins.module_utils import validation
 from ansible_collections.dpl.platform.plugins.module_utils.cloudflare import (
     DEFAULT_BASE_URL,
+    RECORD_COMMENT,
     SSL_MODES,
     CloudflareAPI,
     CloudflareError,
     check_base_url,
     check_token,
+    is_dpls,
     plan_a_records,
     record_view,
 )
@@ -209,6 +221,9 @@ def validated(module):
     if params["domain"] is not None and params["state"] == "present" and params["ipv4"] is None:
         module.fail_json(msg="ipv4 (the host's public IPv4 address) is required to point %s at it"
                              % params["domain"])
+    if params["domain"] is not None and params["state"] == "absent" and params["ipv4"] is None:
+        module.fail_json(msg="ipv4 (the address whose record goes) is required to remove the A record of %s: "
+                             "another server's record of the same name must stay" % params["domain"])
     if params["domain"] is not None and params["zone"] is not None and not (
             params["domain"] == params["zone"] or params["domain"].endswith("." + params["zone"])):
         module.fail_json(msg="%s is not inside the zone %s" % (params["domain"], params["zone"]))
@@ -279,16 +294,22 @@ def manage_record(module, api, zone, result, diffs):
     params = module.params
     domain = params["domain"]
     existing = api.records(zone["id"], domain)
-    result.update(created=False, deleted=0)
+    ours = [record for record in existing if is_dpls(record)]
+    foreign = [record for record in existing if not is_dpls(record)]
+    result.update(created=False, deleted=0, foreign=[record_view(record) for record in foreign])
     if params["state"] == "absent":
-        doomed = [record for record in existing
-                  if params["ipv4"] is None or record.get("content") == params["ipv4"]]
+        # Only DPL's record of this address: never another server's, never an operator's.
+        doomed = [record for record in ours if record.get("content") == params["ipv4"]]
         remaining = [record for record in existing if record not in doomed]
         create, update = None, None
     else:
+        if foreign:
+            raise CloudflareError("%s already has A record(s) DPL did not create (%s): DPL replaces or deletes "
+                                  "only its own records; delete those in Cloudflare's dashboard, or serve "
+                                  "another name" % (domain, ", ".join(r.get("content") or "?" for r in foreign)))
         desired = dict(name=domain, type="A", content=params["ipv4"], proxied=params["proxied"],
                        ttl=1 if params["proxied"] else params["ttl"])
-        create, update, doomed = plan_a_records(existing, desired, params["solo"])
+        create, update, doomed = plan_a_records(ours, desired, params["solo"])
         if create:
             record = dict(desired)
         elif update:
@@ -308,7 +329,7 @@ def manage_record(module, api, zone, result, diffs):
     if module.check_mode:
         return
     if create:
-        made = api.create_record(zone["id"], create)
+        made = api.create_record(zone["id"], dict(create, comment=RECORD_COMMENT))
         result["record"] = dict(record_view(made), id=made.get("id"))
     if update:
         made = api.update_record(zone["id"], update[0]["id"], update[1])

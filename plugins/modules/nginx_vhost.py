@@ -27,6 +27,9 @@ description:
     nginx's error. A broken vhost of one app therefore never takes the others down.
   - O(state=absent) removes the file and its symlink after testing that the remaining
     configuration is valid, then reloads nginx.
+  - Never overwrites or deletes a file it did not write: a C(<domain>.conf) that does not
+    start with DPL's marker line (an operator's own server block), or a file or link in
+    O(sites_enabled) that is not DPL's link to it, fails the task naming the file.
   - Changes of concurrent runs on one host are serialised with a lock file.
   - The vhost uses the variable C($dpl_connection_upgrade) that the base configuration of
     the role P(dpl.platform.nginx_edge#role) defines; apply that role first.
@@ -220,6 +223,14 @@ class Vhost:
 
     def link_exists(self):
         return os.path.lexists(self.link)
+
+    def foreign(self, text):
+        """(path, why) when a file of this name is not one DPL wrote, else None."""
+        if text is not None and not text.startswith(nginx.MARKER + "\n"):
+            return self.path, "it does not start with DPL's marker line"
+        if self.link_exists() and not self.enabled():
+            return self.link, "it is not DPL's link to %s" % self.path
+        return None
 
     # -- testing ----------------------------------------------------------------
 
@@ -445,6 +456,11 @@ def main():
     vhost = Vhost(module, name)
     result = dict(changed=False, path=vhost.path, link=vhost.link, reloaded=False)
     before = vhost.current_text()
+    foreign = vhost.foreign(before)
+    if foreign:
+        module.fail_json(msg="%s was not written by DPL (%s): DPL never overwrites or deletes an operator's "
+                             "file; move it away (or import its server block) and run again" % foreign,
+                         **result)
     if params["state"] == "present":
         changed = before != text or not vhost.enabled()
         diff = dict(before=before or "", after=text,

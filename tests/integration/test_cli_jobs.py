@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -17,6 +18,7 @@ from pathlib import Path
 import pylxd
 import pytest
 
+from dpl_web.collection import lxd
 from tests.conftest import TEST_PREFIX, delete_instance
 
 pytestmark = pytest.mark.lxd
@@ -154,3 +156,86 @@ def test_the_seeds_request_deploys_and_nginx_serves_it(dpl, repos):
     assert gone.returncode != 0
     assert not Path(f"/etc/nginx/sites-available/{domain}.conf").exists()
     dpl("container", "delete", project)
+
+
+def served(domain: str) -> str | None:
+    """The version nginx serves for ``domain`` over TLS, or None when nothing answers it."""
+    answer = curl("--insecure", "--resolve", f"{domain}:443:127.0.0.1", f"https://{domain}/")
+    try:
+        return json.loads(answer.stdout)["version"] if answer.returncode == 0 else None
+    except ValueError:
+        return None
+
+
+def in_container(name: str, script: str) -> str:
+    rc, out, err = lxd.LXDClient().execute(name, ["/bin/sh", "-c", script])
+    assert rc == 0, err
+    return out.decode().strip()
+
+
+def vhost_files(domain: str) -> list[str]:
+    return [str(path) for path in (Path(f"/etc/nginx/sites-available/{domain}.conf"),
+                                   Path(f"/etc/nginx/sites-enabled/{domain}.conf"),
+                                   Path(f"/etc/ssl/dpl/{domain}.crt"), Path(f"/etc/ssl/dpl/{domain}.key"))
+            if os.path.lexists(path)]
+
+
+def test_domains_follow_the_registry_and_removal_leaves_nothing_running(dpl, repos):
+    project = f"{TEST_PREFIX}{uuid.uuid4().hex[:6]}"
+    dpl.made.append(project)
+    web, web2, api = (f"{project}.dpl.test", f"www.{project}.dpl.test", f"api.{project}.dpl.test")
+    for name, port, domain in (("web", 3000, web), ("api", 3001, api)):
+        request = {"name": name, "project": project, "repo": repos[1], "ref": "v1", "port": port,
+                   "domain": domain, "health_path": "/health", "env": {"API_TOKEN": {"value": SECRET, "secret": True}}}
+        dpl("deploy", "--from-json", "-", stdin=json.dumps(request))
+    dpl("deploy", f"{project}/web", "--ref", "v2")
+    assert (served(web), served(api)) == ("v2", "v1")
+
+    # A domain taken off stops proxying at once, with its vhost and certificate; one added is served.
+    dpl("app", "edit", f"{project}/web", "--remove-domain", web, "--add-domain", web2)
+    assert served(web) is None and vhost_files(web) == []
+    assert served(web2) == "v2"
+
+    # Removal: the service stops for good, every file but the backups goes, the neighbour stays.
+    unit = f"dpl-{project}_web.service"
+    dpl("app", "remove", f"{project}/web")
+    assert served(web2) is None and vhost_files(web2) == []
+    assert served(api) == "v1"
+    assert in_container(project, f"systemctl is-active {unit} || true") == "inactive"
+    assert in_container(project, f"ls /etc/dpl/apps /etc/systemd/system | grep -c '{project}_web' || true") == "0"
+    assert in_container(project, f"ls -A /root/apps/{project}") == ".releases\napi"
+    assert in_container(project, f"ls /root/backups/{project}/web | wc -l") == "1"
+    address = dpl.json("container", "show", project)["container"]["ipv4"]
+    with socket.socket() as probe:
+        probe.settimeout(5)
+        assert probe.connect_ex((address, 3000)) != 0, "the removed app's port still answers"
+
+    # A new app on the freed port passes its own health check and answers with its own version.
+    request = {"name": "new", "project": project, "repo": repos[1], "ref": "v3", "port": 3000,
+               "domain": web, "health_path": "/health"}
+    dpl("deploy", "--from-json", "-", stdin=json.dumps(request))
+    assert served(web) == "v3"
+
+    # The project, with cascade: every app out of service, then the records.
+    removed = dpl.json("project", "remove", project, "--cascade")
+    assert sorted(removed["removed"]["apps"]) == [f"{project}/api", f"{project}/new"]
+    assert served(web) is None and served(api) is None and vhost_files(api) == vhost_files(web) == []
+    assert in_container(project, "systemctl list-units --all --plain --no-legend 'dpl-*' | wc -l") == "0"
+    assert in_container(project, f"ls -A /root/apps/{project}/.releases") == ""
+    dpl("project", "show", project, expect=5)
+
+
+def test_a_forced_container_delete_takes_its_vhosts_and_certificates(dpl, repos):
+    project = f"{TEST_PREFIX}{uuid.uuid4().hex[:6]}"
+    dpl.made.append(project)
+    domain = f"{project}.dpl.test"
+    request = {"name": "web", "project": project, "repo": repos[1], "ref": "v1", "domain": domain,
+               "health_path": "/health"}
+    dpl("deploy", "--from-json", "-", stdin=json.dumps(request))
+    assert served(domain) == "v1"
+    dpl("container", "delete", project, expect=7)
+    assert served(domain) == "v1"
+    dpl("container", "delete", project, "--force")
+    assert served(domain) is None and vhost_files(domain) == []
+    assert not pylxd.Client().instances.exists(project)
+    dpl("app", "show", f"{project}/web", expect=5)

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from ansible_collections.dpl.platform.plugins.module_utils.cloudflare import RECORD_COMMENT
 from tests.support.fake_cloudflare import FakeCloudflare
 from tests.support.playbooks import run_playbook
 
@@ -59,8 +60,13 @@ def test_creates_the_record_then_changes_nothing(cf, tmp_path):
     assert len(cf.a_records(cf.zone, "shop.example.test")) == 1
 
 
+def dpls(cf, name, content, **kwargs):
+    """A record as DPL made it (with its comment)."""
+    return cf.add_record(cf.zone, name, content, comment=RECORD_COMMENT, **kwargs)
+
+
 def test_updates_the_record_only_when_the_address_differs(cf, tmp_path):
-    old = cf.add_record(cf.zone, "shop.example.test", OTHER_IP)
+    old = dpls(cf, "shop.example.test", OTHER_IP)
     result, res = dns(cf, tmp_path, diff=True, domain="shop.example.test", ipv4=IP)
     assert result.rc == 0, result.stdout
     assert res["changed"] and not res["created"]
@@ -84,20 +90,20 @@ def test_unproxied_record_with_its_own_ttl(cf, tmp_path):
 
 
 def test_deletes_on_absent(cf, tmp_path):
-    cf.add_record(cf.zone, "shop.example.test", IP)
-    cf.add_record(cf.zone, "other.example.test", IP)
-    result, res = dns(cf, tmp_path, domain="shop.example.test", state="absent")
+    dpls(cf, "shop.example.test", IP)
+    dpls(cf, "other.example.test", IP)
+    result, res = dns(cf, tmp_path, domain="shop.example.test", ipv4=IP, state="absent")
     assert result.rc == 0, result.stdout
     assert res["changed"] and res["deleted"] == 1
     assert cf.a_records(cf.zone, "shop.example.test") == []
     assert len(cf.a_records(cf.zone, "other.example.test")) == 1
-    result, res = dns(cf, tmp_path, domain="shop.example.test", state="absent")
+    result, res = dns(cf, tmp_path, domain="shop.example.test", ipv4=IP, state="absent")
     assert result.rc == 0 and not res["changed"]
 
 
 def test_absent_with_an_address_deletes_only_that_hosts_record(cf, tmp_path):
-    cf.add_record(cf.zone, "shop.example.test", IP)
-    cf.add_record(cf.zone, "shop.example.test", OTHER_IP)
+    dpls(cf, "shop.example.test", IP)
+    dpls(cf, "shop.example.test", OTHER_IP)
     result, res = dns(cf, tmp_path, domain="shop.example.test", ipv4=IP, state="absent")
     assert result.rc == 0, result.stdout
     assert [r["content"] for r in cf.a_records(cf.zone, "shop.example.test")] == [OTHER_IP]
@@ -106,8 +112,8 @@ def test_absent_with_an_address_deletes_only_that_hosts_record(cf, tmp_path):
 def test_reads_every_page_and_leaves_no_duplicates(cf, tmp_path):
     # Five A records for the name, two per page: the matching one is on the last page.
     for index in range(4):
-        cf.add_record(cf.zone, "shop.example.test", f"198.51.100.{index + 1}")
-    keep = cf.add_record(cf.zone, "shop.example.test", IP)
+        dpls(cf, "shop.example.test", f"198.51.100.{index + 1}")
+    keep = dpls(cf, "shop.example.test", IP)
     result, res = dns(cf, tmp_path, domain="shop.example.test", ipv4=IP)
     assert result.rc == 0, result.stdout
     assert res["changed"] and res["deleted"] == 4 and not res["created"]
@@ -222,3 +228,38 @@ def test_sets_the_zones_ssl_mode_to_full(cf, tmp_path):
     result, res = dns(cf, tmp_path, zone="example.test", ssl_mode="full")
     assert not res["changed"]
     assert len(cf.mutations()) == 1
+
+
+def test_records_dpl_did_not_create_are_never_replaced_or_deleted(cf, tmp_path):
+    theirs = cf.add_record(cf.zone, "shop.example.test", OTHER_IP)
+    result, res = dns(cf, tmp_path, domain="shop.example.test", ipv4=IP)
+    assert result.rc != 0
+    assert res["msg"].startswith(f"shop.example.test already has A record(s) DPL did not create ({OTHER_IP})")
+    assert cf.mutations() == []
+    # Removal names the address, and an operator's record of that address stays too.
+    cf.add_record(cf.zone, "shop.example.test", IP)
+    result, res = dns(cf, tmp_path, domain="shop.example.test", ipv4=IP, state="absent")
+    assert result.rc == 0 and not res["changed"] and len(res["foreign"]) == 2
+    assert cf.mutations() == [] and theirs in cf.a_records(cf.zone, "shop.example.test")
+
+
+def test_what_dpl_creates_carries_its_mark(cf, tmp_path):
+    result, _res = dns(cf, tmp_path, domain="shop.example.test", ipv4=IP)
+    assert result.rc == 0, result.stdout
+    [record] = cf.a_records(cf.zone, "shop.example.test")
+    assert record["comment"] == RECORD_COMMENT
+
+
+def test_removal_without_the_address_is_refused(cf, tmp_path):
+    dpls(cf, "shop.example.test", IP)
+    result, res = dns(cf, tmp_path, domain="shop.example.test", state="absent")
+    assert result.rc != 0 and "ipv4 (the address whose record goes) is required" in res["msg"]
+    assert cf.requests == []
+
+
+def test_the_ssl_mode_is_left_alone_unless_asked(cf, tmp_path):
+    cf.ssl[cf.zone["id"]] = "strict"
+    result, _res = dns(cf, tmp_path, domain="shop.example.test", ipv4=IP)
+    assert result.rc == 0, result.stdout
+    assert cf.ssl[cf.zone["id"]] == "strict"
+    assert not [r for r in cf.mutations() if "/settings/" in r.path]

@@ -462,7 +462,7 @@ def test_the_vhost_playbook_points_cloudflare_at_the_host(edge, domains, tmp_pat
         assert result.rc == 0, result.stdout
         [record] = cf.a_records(zone, domain)
         assert (record["content"], record["proxied"]) == ("203.0.113.10", True)
-        assert cf.ssl[zone["id"]] == "full"
+        assert cf.ssl[zone["id"]] == "flexible", "the zone's SSL mode changes only when asked"
         assert token not in result.stdout
 
         again = vhost_playbook(tmp_path, apps, envvars=env, **settings)
@@ -579,3 +579,25 @@ def test_module_says_when_the_main_configuration_does_not_include_the_folder(scr
         f"{scratch}/nginx.conf does not include {scratch}/sites-enabled, so nginx would never load the vhosts "
         f"there: add 'include {scratch}/sites-enabled/*;' to its http block, or set sites_enabled to the "
         "folder it includes")
+
+
+@pytest.mark.parametrize("state", ["present", "absent"])
+def test_module_never_overwrites_or_deletes_an_operators_own_file(scratch, state):
+    available = scratch / "sites-available" / "shop.example.test.conf"
+    enabled = scratch / "sites-enabled" / "shop.example.test.conf"
+    own = "# my own server block\nserver { listen 8080; server_name shop.example.test; }\n"
+    available.write_text(own)
+    enabled.symlink_to(available)
+    result = run_playbook(scratch, task_play(scratch_vhost(scratch, state=state)), LOCAL)
+    assert result.rc != 0
+    assert result.result("vhost")["msg"].startswith(
+        f"{available} was not written by DPL (it does not start with DPL's marker line)")
+    assert available.read_text() == own and os.readlink(enabled) == str(available)
+
+    # A file of that name in sites-enabled that is not DPL's link is the operator's too.
+    enabled.unlink()
+    available.unlink()
+    enabled.write_text(own)
+    result = run_playbook(scratch, task_play(scratch_vhost(scratch, state=state)), LOCAL)
+    assert result.rc != 0 and f"{enabled} was not written by DPL" in result.result("vhost")["msg"]
+    assert enabled.read_text() == own and not available.exists()

@@ -96,9 +96,9 @@ class FakeCloudflare:
         return zone
 
     def add_record(self, zone: dict, name: str, content: str, type: str = "A", proxied: bool = True,
-                   ttl: int = 1) -> dict:
+                   ttl: int = 1, comment: str | None = None) -> dict:
         record = self._new_record(zone, {"name": name, "content": content, "type": type,
-                                         "proxied": proxied, "ttl": ttl})
+                                         "proxied": proxied, "ttl": ttl, "comment": comment})
         with self._lock:
             self.records[zone["id"]].append(record)
         return record

@@ -210,13 +210,13 @@ def test_app_round_trip_with_options(ready):
     assert [a["name"] for a in dpl("--json", "app", "list", "--container", "web1").json["apps"]] == ["web"]
 
     edited = dpl("--json", "app", "edit", "shop/web", "--add-domain", "api.shop.example.com", "--remove-domain",
-                 "www.shop.example.com", "--deploy-script", "", "--unset-env", "EMPTY").json
+                 "www.shop.example.com", "--deploy-script", "", "--unset-env", "EMPTY", "--record-only").json
     assert edited["changed"] is True
     assert edited["app"]["domains"] == ["shop.example.com", "api.shop.example.com"]
     assert edited["app"]["deploy_script"] is None and "EMPTY" not in edited["app"]["env"]
     assert dpl("--json", "app", "edit", "shop/web", "--ref", "v1.2").json["changed"] is False
-    assert dpl("--json", "app", "edit", "shop/web", "--domain", "only.example.com").json["app"]["domains"] == [
-        "only.example.com"]
+    assert dpl("--json", "app", "edit", "shop/web", "--domain", "only.example.com",
+               "--record-only").json["app"]["domains"] == ["only.example.com"]
     dpl("app", "edit", "shop/web", "--remove-domain", "nope.example.com", expect=5)
     dpl("app", "remove", "shop/web", "--record-only")
     dpl("app", "show", "shop/web", expect=5)

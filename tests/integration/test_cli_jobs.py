@@ -167,8 +167,8 @@ def served(domain: str) -> str | None:
         return None
 
 
-def in_container(name: str, script: str) -> str:
-    rc, out, err = lxd.LXDClient().execute(name, ["/bin/sh", "-c", script])
+def in_container(client: lxd.LXDClient, name: str, script: str) -> str:
+    rc, out, err = client.execute(name, ["/bin/sh", "-c", script])
     assert rc == 0, err
     return out.decode().strip()
 
@@ -180,7 +180,7 @@ def vhost_files(domain: str) -> list[str]:
             if os.path.lexists(path)]
 
 
-def test_domains_follow_the_registry_and_removal_leaves_nothing_running(dpl, repos):
+def test_domains_follow_the_registry_and_removal_leaves_nothing_running(dpl, repos, lxd_client):
     project = f"{TEST_PREFIX}{uuid.uuid4().hex[:6]}"
     dpl.made.append(project)
     web, web2, api = (f"{project}.dpl.test", f"www.{project}.dpl.test", f"api.{project}.dpl.test")
@@ -201,10 +201,10 @@ def test_domains_follow_the_registry_and_removal_leaves_nothing_running(dpl, rep
     dpl("app", "remove", f"{project}/web")
     assert served(web2) is None and vhost_files(web2) == []
     assert served(api) == "v1"
-    assert in_container(project, f"systemctl is-active {unit} || true") == "inactive"
-    assert in_container(project, f"ls /etc/dpl/apps /etc/systemd/system | grep -c '{project}_web' || true") == "0"
-    assert in_container(project, f"ls -A /root/apps/{project}") == ".releases\napi"
-    assert in_container(project, f"ls /root/backups/{project}/web | wc -l") == "1"
+    assert in_container(lxd_client, project, f"systemctl is-active {unit} || true") == "inactive"
+    assert in_container(lxd_client, project, f"ls /etc/dpl/apps /etc/systemd/system | grep -c '{project}_web' || true") == "0"
+    assert in_container(lxd_client, project, f"ls -A /root/apps/{project}") == ".releases\napi"
+    assert in_container(lxd_client, project, f"ls /root/backups/{project}/web | wc -l") == "1"
     address = dpl.json("container", "show", project)["container"]["ipv4"]
     with socket.socket() as probe:
         probe.settimeout(5)
@@ -220,8 +220,8 @@ def test_domains_follow_the_registry_and_removal_leaves_nothing_running(dpl, rep
     removed = dpl.json("project", "remove", project, "--cascade")
     assert sorted(removed["removed"]["apps"]) == [f"{project}/api", f"{project}/new"]
     assert served(web) is None and served(api) is None and vhost_files(api) == vhost_files(web) == []
-    assert in_container(project, "systemctl list-units --all --plain --no-legend 'dpl-*' | wc -l") == "0"
-    assert in_container(project, f"ls -A /root/apps/{project}/.releases") == ""
+    assert in_container(lxd_client, project, "systemctl list-units --all --plain --no-legend 'dpl-*' | wc -l") == "0"
+    assert in_container(lxd_client, project, f"ls -A /root/apps/{project}/.releases") == ""
     dpl("project", "show", project, expect=5)
 
 

@@ -229,13 +229,13 @@ def cmd_host_remove(args: argparse.Namespace) -> int:
 
 # -- containers ----------------------------------------------------------------------------
 
-CONTAINER_OPTIONS = ("image", "profiles", "cpu", "memory", "disk", "ipv4", "notes")
+CONTAINER_OPTIONS = ("image", "profiles", "cpu", "memory", "disk", "ipv4", "isolated", "notes")
 CONTAINER_NULLABLE = ("cpu", "memory", "disk")
 
 
 def _container_text(container: dict[str, Any]) -> list[str]:
     shown = dict(container, limits=_limits(container))
-    return _fields(shown, ("name", "host", "image", "profiles", "limits", "ipv4", "status", "status_at",
+    return _fields(shown, ("name", "host", "image", "profiles", "limits", "ipv4", "isolated", "status", "status_at",
                            "projects", "notes", "created_at", "updated_at"))
 
 
@@ -745,6 +745,9 @@ def _container_options(parser: argparse.ArgumentParser, edit: bool) -> None:
     parser.add_argument("--disk", help="root disk size such as 10GiB" + clear)
     parser.add_argument("--ipv4", metavar="ADDRESS",
                         help="fixed address on the host's bridge" + ("" if edit else " (default: the next free one)"))
+    parser.add_argument("--isolated", action=argparse.BooleanOptionalAction, default=None,
+                        help="talk to the host only, not to the other containers (default: not isolated; "
+                             "applied by `dpl container reconfigure`)")
     parser.add_argument("--notes")
 
 

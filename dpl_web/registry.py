@@ -152,6 +152,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE job ADD COLUMN owner TEXT;
     """,
+    # v4: a container cut off from the other containers of its bridge (host only).
+    """
+    ALTER TABLE container ADD COLUMN isolated INTEGER NOT NULL DEFAULT 0 CHECK (isolated IN (0, 1));
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -365,6 +369,8 @@ CONTAINER_FIELDS: dict[str, _Field] = {
     "disk": _Field(None, validation.size, True),
     # None on add: the lowest free address from .10 up in the host's bridge network.
     "ipv4": _Field(None, validation.ipv4, True),
+    # Talks to the host only, not to the other containers (docs/containers.md).
+    "isolated": _Field(False, validation.flag),
     "notes": _Field("", validation.text),
 }
 
@@ -538,6 +544,7 @@ def _container_dict(row: sqlite3.Row) -> dict[str, Any]:
         "profiles": json.loads(row["profiles"]),
         "limits": {"cpu": row["cpu"], "memory": row["memory"], "disk": row["disk"]},
         "ipv4": row["ipv4"],
+        "isolated": bool(row["isolated"]),
         "status": row["status"],
         "status_at": row["status_at"],
         "notes": row["notes"],

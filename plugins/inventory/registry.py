@@ -137,7 +137,7 @@ CACHE_FORMAT = 1  # bump when the cached data's shape changes
 
 # What the inventory tells playbooks about a container and an app. Notes are left out:
 # they are for humans (`dpl container show`), and every value costs on every run.
-CONTAINER_KEYS = ("name", "host", "image", "profiles", "limits", "ipv4", "status", "status_at")
+CONTAINER_KEYS = ("name", "host", "image", "profiles", "limits", "ipv4", "isolated", "status", "status_at")
 APP_KEYS = ("project", "name", "repo", "ref", "port", "domains", "deploy_script", "start_command", "health_path",
             "keep_releases", "keep_backups", "env")
 

@@ -31,7 +31,7 @@ __all__ = [
     "relative_path", "url_path", "env_name", "env_value", "command", "ipv4", "lxd_endpoint",
     "size", "cpu_limit", "count", "text",
     "names", "env", "absolute_path", "ipv4_interface", "interface_name", "image", "token", "line",
-    "choice", "commit", "output", "secret_value",
+    "choice", "commit", "output", "secret_value", "flag",
 ]
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -496,6 +496,13 @@ def token(value, field="status", max_length=64):
     if not _TOKEN.fullmatch(value):
         raise ValidationError(field, value,
                               "use one word of ASCII letters, digits, '.', '_' and '-'")
+    return value
+
+
+def flag(value, field="flag"):
+    """A yes/no setting: a boolean (JSON true or false), never a string that looks like one."""
+    if not isinstance(value, bool):
+        raise ValidationError(field, value, "must be true or false")
     return value
 
 

@@ -81,6 +81,16 @@ options:
     description: Name of the nic device (and of the interface in the container).
     type: str
     default: eth0
+  filtering:
+    description:
+      - Set C(security.ipv4_filtering) and C(security.mac_filtering) on the nic, so the
+        container can send only from its own IPv4 and MAC addresses: it cannot take the
+        host's bridge address or another container's, nor answer ARP for them.
+      - Needs the nic's network (O(network), or the nic of the profiles). Containers still
+        reach each other's addresses; see P(dpl.platform.bridge_isolation#module) to keep one
+        to the host only.
+    type: bool
+    default: true
   wait_for_ipv4:
     description: Whether a started container must have an IPv4 address before the task ends.
     type: bool
@@ -208,14 +218,19 @@ class ContainerManager:
         """Instance-level devices: the nic with its fixed address, the root disk with its size."""
         devices = {}
         params = self.params
-        if params["ipv4"]:
+        if params["ipv4"] or params["filtering"]:
             network = params["network"] or self.profile_device_value(params["nic"], "network")
             if not network:
                 self.module.fail_json(
-                    msg="ipv4 needs the container's network: set 'network', or give a profile "
-                        "a nic named %r attached to a managed network" % params["nic"])
-            devices[params["nic"]] = {"type": "nic", "name": params["nic"], "network": network,
-                                      "ipv4.address": params["ipv4"]}
+                    msg="%s needs the container's network: set 'network', or give a profile a nic "
+                        "named %r attached to a managed network"
+                        % ("ipv4" if params["ipv4"] else "filtering", params["nic"]))
+            nic = {"type": "nic", "name": params["nic"], "network": network}
+            if params["ipv4"]:
+                nic["ipv4.address"] = params["ipv4"]
+            if params["filtering"]:
+                nic.update({"security.ipv4_filtering": "true", "security.mac_filtering": "true"})
+            devices[params["nic"]] = nic
         disk = (params["limits"] or {}).get("disk")
         if disk:
             pool = ((current_devices or {}).get("root") or {}).get("pool") or \
@@ -466,6 +481,7 @@ def main():
         ipv4=dict(type="str"),
         network=dict(type="str"),
         nic=dict(type="str", default="eth0"),
+        filtering=dict(type="bool", default=True),
         wait_for_ipv4=dict(type="bool", default=True),
         timeout=dict(type="int", default=120),
     )

@@ -202,7 +202,8 @@ def test_domains_follow_the_registry_and_removal_leaves_nothing_running(dpl, rep
     assert served(web2) is None and vhost_files(web2) == []
     assert served(api) == "v1"
     assert in_container(lxd_client, project, f"systemctl is-active {unit} || true") == "inactive"
-    assert in_container(lxd_client, project, f"ls /etc/dpl/apps /etc/systemd/system | grep -c '{project}_web' || true") == "0"
+    leftovers = f"ls /etc/dpl/apps /etc/systemd/system | grep -c '{project}_web' || true"
+    assert in_container(lxd_client, project, leftovers) == "0"
     assert in_container(lxd_client, project, f"ls -A /root/apps/{project}") == ".releases\napi"
     assert in_container(lxd_client, project, f"ls /root/backups/{project}/web | wc -l") == "1"
     address = dpl.json("container", "show", project)["container"]["ipv4"]

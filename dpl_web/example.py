@@ -1,7 +1,7 @@
 """The example app a fresh set-up deploys (examples/hello), end to end.
 
 ``scripts/setup`` runs ``dpl example``: the folder is committed into a bare repository in
-DPL's local git folder (served to the containers by git daemon on the bridge address),
+DPL's git folder (/srv/dpl/git, served to the containers by git daemon on the bridge address),
 the app is recorded in the registry, and deployed into its own container behind nginx on
 ``hello.dpl.test``. Run again, it deploys only what changed: nothing, usually.
 """
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dpl_web import actions, paths
+from dpl_web.collection import validation
 from dpl_web.jobs import EventHandler, JobRunner
 from dpl_web.registry import NotFound, Registry
 
@@ -28,9 +29,13 @@ PORT = 3000
 COMMIT_DATE = "2026-01-01T00:00:00+0000"
 
 
+# git daemon serves a repository of git_dir() only when this file is in it (a published one).
+EXPORT_MARK = "git-daemon-export-ok"
+
+
 def git_dir() -> Path:
-    """Where DPL keeps repositories it serves to containers itself."""
-    return paths.data_dir() / "git"
+    """Where DPL keeps repositories it serves to containers itself (roles/control_plane serves it)."""
+    return Path(validation.FILE_REPO_ROOT)
 
 
 def curl_line() -> str:
@@ -47,7 +52,9 @@ def publish() -> tuple[str, bool]:
     bare = git_dir() / REPO_NAME
     if not (bare / "HEAD").exists():
         bare.parent.mkdir(parents=True, exist_ok=True)
-        _git("init", "--quiet", "--bare", "--initial-branch=main", str(bare))
+        # Readable by all: git daemon runs as an unprivileged user.
+        _git("init", "--quiet", "--bare", "--shared=0644", "--initial-branch=main", str(bare))
+    (bare / EXPORT_MARK).touch()
     index = bare / "dpl-example.index"
     env = {"GIT_DIR": str(bare), "GIT_WORK_TREE": str(EXAMPLE_DIR), "GIT_INDEX_FILE": str(index),
            "GIT_AUTHOR_NAME": "DPL", "GIT_AUTHOR_EMAIL": "dpl@localhost", "GIT_COMMITTER_NAME": "DPL",

@@ -84,7 +84,7 @@ options:
   filtering:
     description:
       - Set C(security.ipv4_filtering) and C(security.mac_filtering) on the nic, so the
-        container can send only from its own IPv4 and MAC addresses: it cannot take the
+        container can send only from its own IPv4 and MAC addresses. It cannot take the
         host's bridge address or another container's, nor answer ARP for them.
       - Needs the nic's network (O(network), or the nic of the profiles). Containers still
         reach each other's addresses; see P(dpl.platform.bridge_isolation#module) to keep one

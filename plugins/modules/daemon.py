@@ -15,6 +15,9 @@ description:
     directly, detached in its own session, with its output appended to O(log). It is found
     again by O(pidfile) or by O(process_name), so a daemon started by hand or by a package
     counts as running and is left alone.
+  - A program this module started directly (found by O(pidfile)) is restarted when its
+    O(command) or O(environment) changed since. What was started is recorded next to the pid
+    file (C(<pidfile>.started)), so an upgrade that changes a daemon's flags takes effect.
   - Starting waits until the program is up (O(ready_port) or O(ready_socket) accepting
     connections when given, otherwise still running a second later) and fails with the end
     of its log when it is not.
@@ -115,12 +118,18 @@ init:
   description: The init system used, V(systemd) or V(direct).
   returned: always
   type: str
+restarted:
+  description: Whether a directly started daemon was restarted because its command or environment changed.
+  returned: when that happened
+  type: bool
 unit_file:
   description: The systemd unit file this module wrote.
   returned: when systemd runs a unit this module wrote
   type: str
 """
 
+import hashlib
+import json
 import os
 import shlex
 import signal
@@ -196,6 +205,32 @@ class DirectDaemon:
         self.module = module
         self.params = module.params
 
+    def fingerprint(self):
+        """What identifies this start: the command and environment asked for."""
+        wanted = {"command": self.params["command"], "environment": self.params["environment"]}
+        return hashlib.sha256(json.dumps(wanted, sort_keys=True, default=str).encode()).hexdigest()
+
+    def started_file(self):
+        return self.params["pidfile"] + ".started" if self.params["pidfile"] else None
+
+    def outdated(self, pid):
+        """Is the running ``pid`` one this module started with another command or environment?"""
+        started = self.started_file()
+        if not started or not self.owns(pid):
+            return False  # found by process name: someone else started it, leave it alone
+        try:
+            with open(started) as handle:
+                return handle.read().strip() != self.fingerprint()
+        except OSError:
+            return True  # started before fingerprints were recorded
+
+    def owns(self, pid):
+        try:
+            with open(self.params["pidfile"]) as handle:
+                return int(handle.read().strip()) == pid
+        except (OSError, ValueError):
+            return False
+
     def running_pids(self):
         pidfile = self.params["pidfile"]
         if pidfile and os.path.exists(pidfile):
@@ -231,6 +266,8 @@ class DirectDaemon:
             os.makedirs(os.path.dirname(params["pidfile"]) or ".", exist_ok=True)
             with open(params["pidfile"], "w") as handle:
                 handle.write("%d\n" % child.pid)
+            with open(self.started_file(), "w") as handle:
+                handle.write(self.fingerprint() + "\n")
         self.wait_ready(child)
         return child.pid
 
@@ -272,8 +309,9 @@ class DirectDaemon:
                 self.module.fail_json(msg="%s (pids %s) did not stop within %ss after SIGTERM"
                                           % (self.params["name"], pids, self.params["start_timeout"]))
             time.sleep(0.1)
-        if self.params["pidfile"] and os.path.exists(self.params["pidfile"]):
-            os.unlink(self.params["pidfile"])
+        for path in (self.params["pidfile"], self.started_file()):
+            if path and os.path.exists(path):
+                os.unlink(path)
 
 
 class SystemdDaemon:
@@ -364,6 +402,11 @@ def main():
         if params["state"] == "started" and not pids:
             result["changed"] = True
             if not module.check_mode:
+                result["pid"] = daemon.start()
+        elif params["state"] == "started" and daemon.outdated(pids[0]):
+            result.update(changed=True, restarted=True)
+            if not module.check_mode:
+                daemon.stop(pids)
                 result["pid"] = daemon.start()
         elif params["state"] == "started":
             result["pid"] = pids[0]

@@ -27,7 +27,7 @@ description:
     nginx's error. A broken vhost of one app therefore never takes the others down.
   - O(state=absent) removes the file and its symlink after testing that the remaining
     configuration is valid, then reloads nginx.
-  - Never overwrites or deletes a file it did not write: a C(<domain>.conf) that does not
+  - Never overwrites or deletes a file it did not write. A C(<domain>.conf) that does not
     start with DPL's marker line (an operator's own server block), or a file or link in
     O(sites_enabled) that is not DPL's link to it, fails the task naming the file.
   - Changes of concurrent runs on one host are serialised with a lock file.

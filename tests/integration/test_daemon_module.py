@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,14 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (nothing may reap a detached daemon's old process here)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def daemon_play(task, **params):
@@ -42,9 +51,19 @@ def test_a_daemon_started_without_systemd(tmp_path):
             assert response.read() == b"served by a detached daemon\n"
         again = run_playbook(tmp_path, daemon_play("again", **params), LOCAL).result("again")
         assert not again["changed"] and again["pid"] == started["pid"]
+        # New flags (an upgrade of DPL): the old process goes, one with the new flags takes over.
+        (tmp_path / "other").mkdir()
+        (tmp_path / "other" / "index.html").write_text("started again with new flags\n")
+        params["command"] = params["command"][:-1] + [str(tmp_path / "other")]
+        upgraded = run_playbook(tmp_path, daemon_play("upgraded", **params), LOCAL).result("upgraded")
+        assert upgraded["changed"] and upgraded["restarted"] and upgraded["pid"] != started["pid"]
+        assert not running(started["pid"])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as response:
+            assert response.read() == b"started again with new flags\n"
     finally:
         stopped = run_playbook(tmp_path, daemon_play("stop", state="stopped", **params), LOCAL).result("stop")
     assert stopped["changed"]
+    assert sorted(path.name for path in tmp_path.glob("http.*")) == ["http.log"]  # pid and fingerprint gone
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
 

@@ -43,7 +43,7 @@ except OSError as exc:
 def pair(tmp_path, lxd_client):
     dpl = Dpl(tmp_path)
     dpl("init", "--bridge", "dplbr0", "--bridge-ipv4", "10.210.0.1/24")
-    names = [f"{TEST_PREFIX}{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    names = [f"{TEST_PREFIX}{uuid.uuid4().hex[:8]}-{side}" for side in ("a", "b")]
     try:
         for name in names:
             assert dpl.json("container", "create", name)["status"] == "successful"

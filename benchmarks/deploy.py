@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import re
 import signal
 import statistics
@@ -56,7 +55,7 @@ sys.path.insert(0, str(REPO))
 
 from dpl_web.collection import lxd  # noqa: E402
 from dpl_web.registry import Registry  # noqa: E402
-from tests.support.apps import BRIDGE_ADDRESS, AppRepo, GitDaemon  # noqa: E402
+from tests.support.apps import BRIDGE_ADDRESS, AppRepo, GitDaemon, free_addresses  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 PREFIX = "dplbench-"
@@ -211,23 +210,6 @@ RAW_STEPS = ("lock", "fetch", "backup", "export", "npm", "service", "switch", "r
 def app_files(version: str) -> dict[str, bytes]:
     """The zero-dependency bench app: `npm start` runs server.js, 200 on every path."""
     return {"package.json": PACKAGE_JSON.encode(), "server.js": (SERVER_JS % version).encode()}
-
-
-def free_addresses(client: lxd.LXDClient, count: int) -> list[str]:
-    """Random addresses of the bridge that no instance holds or has reserved (others run tests
-    on this LXD at the same time, with their own registries that start at .10)."""
-    used = {BRIDGE_ADDRESS}
-    for instance in client.get("/1.0/instances", {"recursion": 1}):
-        for device in (instance.get("expanded_devices") or {}).values():
-            if device.get("ipv4.address"):
-                used.add(device["ipv4.address"])
-        if instance.get("status") == "Running":
-            try:
-                used.update(client.ipv4_addresses(instance["name"]))
-            except lxd.LXDError:
-                pass
-    prefix = BRIDGE_ADDRESS.rsplit(".", 1)[0]
-    return random.sample([f"{prefix}.{n}" for n in range(100, 250) if f"{prefix}.{n}" not in used], count)
 
 
 def delete_container(client: lxd.LXDClient, name: str) -> None:

@@ -96,9 +96,9 @@ def build_registry(path: Path, containers: int) -> float:
                 for app in range(APPS_PER_CONTAINER):
                     reg.add_app(
                         project, f"app{app}", f"https://git.example.com/{project}/app{app}.git",
-                        ref="main", port=3000 + app,
+                        ref="main", port=3000 + 2 * app,
                         domains=[f"app{app}.{project}.example.com", f"www.app{app}.{project}.example.com"],
-                        env={"NODE_ENV": "production", "PORT": str(3000 + app), "LOG_LEVEL": "info"},
+                        env={"NODE_ENV": "production", "PORT": str(3000 + 2 * app), "LOG_LEVEL": "info"},
                         secret_env={"DB_PASSWORD": "s3cret"})
     return time.perf_counter() - started
 

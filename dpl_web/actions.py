@@ -269,7 +269,11 @@ def apply_domains(runner: JobRunner, app: str, removed: list[str], added: list[s
     if removed:
         apps.append({"name": vhost_name, "domains": removed, "state": "absent"})
     if added:
-        apps.append({"name": vhost_name, "domains": added, "ipv4": container["ipv4"], "port": record["port"]})
+        # The port that serves now first; its other ports (slots of deploys without
+        # downtime) as backups nginx tries when it refuses.
+        live = record["live_port"] or record["port"]
+        apps.append({"name": vhost_name, "domains": added, "ipv4": container["ipv4"], "port": live,
+                     "backup_ports": [port for port in record["ports"] if port != live]})
     if not apps:
         return None
     extravars = {"nginx_edge_apps": apps, "nginx_edge_public_ipv4": host["public_ipv4"] or ""}

@@ -362,10 +362,12 @@ APP_NULLABLE = ("deploy_script", "ref")
 
 def _app_text(app: dict[str, Any]) -> list[str]:
     shown = dict(app, app=f"{app['project']}/{app['name']}",
-                 ref=app["ref"] or "- (the repository's default branch, asked at each deploy)")
+                 ref=app["ref"] or "- (the repository's default branch, asked at each deploy)",
+                 port=f"{app['port']} (the app's ports: {', '.join(map(str, app['ports']))})",
+                 live_port=app["live_port"] or "- (not deployed by a job yet)")
     lines = _fields(shown, ("app", "container", "host", "repo", "ref", "deploy_script", "start_command", "port",
-                            "domains", "health_path", "keep_releases", "keep_backups", "notes", "created_at",
-                            "updated_at"))
+                            "live_port", "domains", "health_path", "keep_releases", "keep_backups", "notes",
+                            "created_at", "updated_at"))
     variables = [f"  {name}={value}" for name, value in app["env"].items()]
     variables += [f"  {name}={SECRET_MASK} (secret)" for name in app["secret_env"]]
     lines.append(f"{'env:':<16} {'-' if not variables else ''}".rstrip())

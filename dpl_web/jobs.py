@@ -36,7 +36,7 @@ from typing import Any
 
 from dpl_web import paths
 from dpl_web.collection import releases
-from dpl_web.registry import Conflict, NotFound, Registry
+from dpl_web.registry import Conflict, NotFound, Registry, ValidationError
 
 # How many finished jobs keep their private data directory (artifacts, events).
 KEEP_JOB_DIRECTORIES = 50
@@ -48,7 +48,7 @@ EventHandler = Callable[[dict[str, Any]], None]
 # What a job keeps of each task result (besides host, task, status, changed and msg).
 RESULT_KEYS = ("commit", "release", "replaced_release", "backup", "duration", "failed_step", "rolled_back",
                "skipped_build", "health_status", "status", "ipv4", "releases", "backups", "actions",
-               "live_release", "previous_release")
+               "live_release", "previous_release", "live_port", "project", "app")
 
 
 class JobRefused(Conflict):
@@ -278,6 +278,13 @@ class Job:
         changed = {r["host"]: True for r in self.results if r["changed"]}
         summary = self.summary(status)
         with Registry.open(registry_path) as reg:
+            # Which port serves each app now (it alternates when deployed without downtime).
+            for result in self.results:
+                if result["status"] == "ok" and result.get("live_port") and result.get("project"):
+                    try:
+                        reg.set_live_port(result["project"], result["app"], result["live_port"])
+                    except (NotFound, ValidationError):
+                        pass  # the app was removed meanwhile: nothing to record
             reg.finish_job(self.id, status, commit=commits[-1] if commits else None, summary=summary,
                            log=log, changed=changed or None)
         self.runner.prune_directories()

@@ -156,6 +156,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE container ADD COLUMN isolated INTEGER NOT NULL DEFAULT 0 CHECK (isolated IN (0, 1));
     """,
+    # v5: the port of the app's live service, as the last deploy, rollback or restore left it
+    # (an app deployed without downtime alternates between its two ports).
+    """
+    ALTER TABLE app ADD COLUMN live_port INTEGER;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -384,7 +389,7 @@ APP_FIELDS: dict[str, _Field] = {
     "ref": _Field(None, validation.git_ref, True),
     "deploy_script": _Field(None, validation.command, True),
     "start_command": _Field("npm start", validation.command),
-    "port": _Field(3000, validation.port),
+    "port": _Field(3000, validation.app_port),
     "domains": _Field([], validation.domains),
     "health_path": _Field("/", validation.url_path),
     "keep_releases": _Field(5, partial(validation.count, minimum=1, maximum=100)),
@@ -1020,6 +1025,8 @@ class Registry:
             "deploy_script": row["deploy_script"],
             "start_command": row["start_command"],
             "port": row["port"],
+            "ports": list(validation.app_ports(row["port"])),
+            "live_port": row["live_port"],
             "domains": domains.get(row["id"], []),
             "env": env.get(row["id"], {}),
             "secret_env": secret.get(row["id"], []),
@@ -1056,13 +1063,25 @@ class Registry:
         return apps[0]
 
     def _check_port(self, container_id: int, port: int, exclude_app_id: int | None, what: str) -> None:
+        """No two apps of a container share a port: each has all of :func:`validation.app_ports`."""
+        span = len(validation.app_ports(port))
         row = self._one(
-            "SELECT p.name AS project, a.name AS app, c.name AS container FROM app a "
+            "SELECT p.name AS project, a.name AS app, a.port, c.name AS container FROM app a "
             "JOIN project p ON p.id = a.project_id JOIN container c ON c.id = p.container_id "
-            "WHERE p.container_id = ? AND a.port = ? AND a.id IS NOT ?", (container_id, port, exclude_app_id))
+            "WHERE p.container_id = ? AND abs(a.port - ?) < ? AND a.id IS NOT ?",
+            (container_id, port, span, exclude_app_id))
         if row is not None:
-            raise Conflict(f"{what}: port {port} is already used by app {row['project']}/{row['app']} in "
-                           f"container {row['container']!r}: choose another port")
+            raise Conflict(f"{what}: port {port} (the app uses ports {port}-{port + span - 1}) overlaps "
+                           f"ports {row['port']}-{row['port'] + span - 1} of app {row['project']}/{row['app']} "
+                           f"in container {row['container']!r}: choose another port")
+
+    def set_live_port(self, project: str, name: str, port: int) -> bool:
+        """Record which port serves the app now (a job's result); True when it changed."""
+        validation.port(port, "live_port")
+        with self.transaction() as conn:
+            app_id = self._app_id(project, name)
+            return conn.execute("UPDATE app SET live_port = ? WHERE id = ? AND live_port IS NOT ?",
+                                (port, app_id, port)).rowcount > 0
 
     def _check_domains(self, domains: list[str], exclude_app_id: int | None, what: str) -> None:
         if not domains:

@@ -18,9 +18,23 @@ options:
     type: str
     required: true
   port:
-    description: TCP port the app listens on inside the container; given to it as E(PORT).
+    description:
+      - TCP port the app listens on inside the container; given to it as E(PORT).
+      - The app owns the next port too (O(zero_downtime) starts a new release there).
     type: int
     default: 3000
+  zero_downtime:
+    description:
+      - Start a new release (and a rollback or restore) on the app's other port (O(port) or
+        O(port)+1, the one that is not live) next to the live release, health-check it there,
+        and only then make it live. A release that fails never touches the live one.
+      - The proxy in front (DPL's nginx vhosts list both ports, the live one first) must be
+        switched afterwards, then P(dpl.platform.app_retire#module) stops the old one;
+        C(playbooks/deploy.yml) does all three for apps with domains.
+      - When false, the app's one service restarts in place (a short gap), as for an app
+        reached on its port directly.
+    type: bool
+    default: false
   start_command:
     description: Command line that starts the app, run by C(sh) in the live release directory.
     type: str

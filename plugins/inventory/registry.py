@@ -133,13 +133,13 @@ display = Display()
 CONFIG_SUFFIXES = ("dpl.yml", "dpl.yaml", "registry.yml", "registry.yaml")
 CONNECTION = "dpl.platform.lxd"
 ALL_GROUP = "dpl_containers"
-CACHE_FORMAT = 1  # bump when the cached data's shape changes
+CACHE_FORMAT = 2  # bump when the cached data's shape changes
 
 # What the inventory tells playbooks about a container and an app. Notes are left out:
 # they are for humans (`dpl container show`), and every value costs on every run.
 CONTAINER_KEYS = ("name", "host", "image", "profiles", "limits", "ipv4", "isolated", "status", "status_at")
-APP_KEYS = ("project", "name", "repo", "ref", "port", "domains", "deploy_script", "start_command", "health_path",
-            "keep_releases", "keep_backups", "env")
+APP_KEYS = ("project", "name", "repo", "ref", "port", "ports", "live_port", "domains", "deploy_script",
+            "start_command", "health_path", "keep_releases", "keep_backups", "env")
 
 
 def group_part(name):

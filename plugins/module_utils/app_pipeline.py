@@ -5,6 +5,15 @@
 One task doing every step costs one Ansible round trip instead of dozens (Ansistrano's
 51 tasks take ~4.5 s where the work itself takes ~0.15 s).
 
+Two ways to put a release live:
+
+- in place (an app without domains): the one service restarts in the new release, and a
+  failure puts the old one back;
+- in slots (``zero_downtime``, an app behind nginx): the new release starts on the app's
+  other port next to the live one and is health-checked there; only then does it become the
+  live one (the links and ``.live-port``). The proxy is switched to it afterwards, and
+  :meth:`Pipeline.retire` stops the old slot. A release that fails never touches the live one.
+
 Every pipeline holds the app's lock, and keeps the previous version serving when anything
 fails: nothing live is touched until a new release is completely built, and a release
 that does not start or does not pass its health check is switched back at once.
@@ -32,6 +41,7 @@ class Pipeline:
         self.env.update({k: str(v) for k, v in secret_env.items()})
         self.env.setdefault("NODE_ENV", "production")
         self.env["PORT"] = str(params["port"])
+        self.zero_downtime = bool(params.get("zero_downtime"))
         self.runner = releases.Runner(self.masker)
         self.started = time.monotonic()
         self.result = {"changed": False, "project": params["project"], "app": params["app"]}
@@ -47,14 +57,26 @@ class Pipeline:
         return self.result
 
     def check_health(self, service):
-        return releases.health_check(service, self.params["port"], self.params["health_path"],
+        return releases.health_check(service, service.spec.port, self.params["health_path"],
                                      self.params["health_timeout"])
 
-    def activate(self, release_id, service, discard_on_failure=True):
-        """Make ``release_id`` live with the new environment and start command, restart,
-        check. On any failure, a kill included, put back the release and the service files
-        that were live, restart them and (unless killed) check them again, then re-raise.
+    def env_for(self, port):
+        return dict(self.env, PORT=str(port))
+
+    def activate(self, release_id, discard_on_failure=True):
+        """Put ``release_id`` live with the new environment and start command; returns
+        (the release it replaced or None, the health check's HTTP status)."""
+        if self.zero_downtime:
+            return self.activate_in_slot(release_id, discard_on_failure)
+        return self.activate_in_place(release_id, discard_on_failure)
+
+    def activate_in_place(self, release_id, discard_on_failure=True):
+        """Make ``release_id`` live, restart, check. On any failure, a kill included, put
+        back the release and the service files that were live, restart them and (unless
+        killed) check them again, then re-raise.
         """
+        service = releases.Service(self.runner, self.paths, self.paths.single(self.params["port"]))
+        self.result["live_port"] = self.params["port"]
         saved = service.snapshot()
         before_previous = self.paths.previous_release()
         live = self.paths.live_release()
@@ -63,6 +85,10 @@ class Pipeline:
             changed = service.install(self.env, self.params["start_command"])
             if release_id != live:
                 replaced = self.paths.switch(release_id)
+                changed = True
+            if self.paths.live_port() is not None or self.paths.slot_ports():
+                # The app ran in slots (it had domains): they give way to the one service.
+                self.remove_slots(keep=None)
                 changed = True
             if not changed:
                 return live, self.check_health(service)
@@ -73,8 +99,79 @@ class Pipeline:
             self.undo(failure, release_id, live, before_previous, service, saved, discard_on_failure)
             raise
 
+    def activate_in_slot(self, release_id, discard_on_failure=True):
+        """Start ``release_id`` in the slot that is not live, check it there, and only then
+        make it live; the live slot is never touched (see :meth:`retire` for its end)."""
+        from ansible_collections.dpl.platform.plugins.module_utils import validation
+
+        paths, port = self.paths, self.params["port"]
+        ports = validation.app_ports(port)
+        live, live_port = paths.live_release(), paths.live_port()
+        legacy = live_port is None and os.path.exists(paths.unit_file)
+        if live_port in ports:
+            current = releases.Service(self.runner, paths, paths.slot(live_port))
+            if release_id == live and current.up_to_date(self.env_for(live_port), self.params["start_command"],
+                                                         release_id):
+                self.result["live_port"] = live_port
+                return live, self.check_health(current)
+            candidate = ports[1] if live_port == ports[0] else ports[0]
+        else:
+            # No slot live yet: the app's first deploy, one run in place until now (on its
+            # port), or a port changed in the registry.
+            candidate = ports[1] if legacy else ports[0]
+        service = releases.Service(self.runner, paths, paths.slot(candidate))
+        self.result["changed"] = True
+        try:
+            service.stop()  # what an interrupted deploy may have left in this slot
+            if releases.port_in_use(candidate):  # not ours: another app, or something by hand
+                raise StepFailed("start", "port %d, the slot the new release was to start in, is taken by "
+                                          "another program in the container: give the app a port P such that "
+                                          "P and P+1 are free" % candidate)
+            service.install(self.env_for(candidate), self.params["start_command"], release_id)
+            service.restart()
+            status = self.check_health(service)
+        except BaseException as failure:
+            if release_id != live:
+                self.result["failed_release"] = release_id
+            try:
+                service.remove("start")
+            finally:
+                if discard_on_failure and release_id != live:
+                    shutil.rmtree(self.paths.release_path(release_id), ignore_errors=True)
+            if isinstance(failure, StepFailed):
+                failure.rolled_back = ("the live release %s kept serving on port %s; nothing was switched"
+                                       % (live, live_port or port) if live else
+                                       "there was no earlier release; nothing serves the app")
+            raise
+        # Healthy: it becomes the live release and the live slot. The old slot still runs
+        # until the proxy has moved (retire); at boot, only the live slot starts.
+        replaced = paths.switch(release_id) if release_id != live else None
+        paths.set_live_port(candidate)
+        service.enable(True)
+        if live_port is not None:
+            releases.Service(self.runner, paths, paths.slot(live_port)).enable(False)
+        elif legacy:
+            releases.Service(self.runner, paths, paths.single(port)).enable(False)
+        self.result.update(live_port=candidate, retire_port=live_port if live_port is not None
+                           else (port if legacy else None))
+        return replaced, status
+
+    def remove_slots(self, keep):
+        """Stop and delete every slot's service but ``keep``'s (None: every one)."""
+        retired = []
+        for port in self.paths.slot_ports():
+            if port != keep:
+                releases.Service(self.runner, self.paths, self.paths.slot(port)).remove("retire")
+                retired.append(port)
+        if keep is None:
+            self.paths.set_live_port(None)
+            if os.path.lexists(self.paths.slot_template_file) and not self.paths.slot_ports():
+                os.unlink(self.paths.slot_template_file)
+                self.runner.run("retire", ["systemctl", "daemon-reload"], timeout=60)
+        return retired
+
     def undo(self, failure, release_id, live, before_previous, service, saved, discard):
-        """Put back what :meth:`activate` changed; say what was done on ``failure``."""
+        """Put back what :meth:`activate_in_place` changed; say what was done on ``failure``."""
         killed = not isinstance(failure, StepFailed)
         if release_id != live:
             self.result["failed_release"] = release_id
@@ -143,13 +240,11 @@ class Pipeline:
                 self.result["default_branch"] = ref
             commit = releases.resolve(self.runner, paths, ref)
             self.result.update(commit=commit, ref=ref)
-            service = releases.Service(self.runner, paths)
-
             live_commit = paths.release_info(live).get("commit") if live else None
             if live_commit == commit:
                 # Redeploy of the live commit: nothing to build; restart only for a new
                 # environment or start command (put back if it fails), then verify health.
-                _unused, status = self.activate(live, service)
+                _unused, status = self.activate(live)
                 return self.finish(release=live, health_status=status, skipped_build=True)
 
             if live:
@@ -163,7 +258,7 @@ class Pipeline:
 
             release_id = self.build_release(commit, from_git)
             # The new environment and start command take effect with the new release only.
-            replaced, status = self.activate(release_id, service)
+            replaced, status = self.activate(release_id)
             self.prune()
             return self.finish(release=release_id, replaced_release=replaced, health_status=status,
                                skipped_build=False)
@@ -188,9 +283,8 @@ class Pipeline:
             live, previous = paths.live_release(), paths.previous_release()
             if not previous:
                 raise StepFailed("rollback", "there is no previous release to roll back to (live: %s)" % live)
-            service = releases.Service(self.runner, paths)
             # No rebuild: the previous release is complete on disk, so this works offline.
-            replaced, status = self.activate(previous, service, discard_on_failure=False)
+            replaced, status = self.activate(previous, discard_on_failure=False)
             return self.finish(release=previous, replaced_release=replaced, health_status=status,
                                commit=paths.release_info(previous).get("commit"))
 
@@ -207,7 +301,6 @@ class Pipeline:
             return self.finish(changed=True, backup=backup_name)
         with releases.AppLock(paths.lock, self.params["lock_timeout"]):
             commit = backup_name[:-len(".tar.gz")].partition("-")[2].split(".")[0] or "unknown"
-            service = releases.Service(self.runner, paths)
             restored = {}
 
             def from_backup(building):
@@ -218,10 +311,35 @@ class Pipeline:
                 return info
 
             release_id = self.build_release(commit, from_backup)
-            replaced, status = self.activate(release_id, service)
+            replaced, status = self.activate(release_id)
             self.prune()
             return self.finish(release=release_id, replaced_release=replaced, health_status=status,
                                backup=backup_name, commit=restored.get("commit"))
+
+    # -- the end of the old slot --------------------------------------------------------
+
+    def retire(self, drain):
+        """After the proxy has moved to the live slot: wait ``drain`` seconds for the requests
+        the old slot still answers, then stop and delete every service of the app but the
+        live slot's (the old slot, and the one service of an app that ran in place before)."""
+        paths = self.paths
+        live_port = paths.live_port()
+        legacy = os.path.exists(paths.unit_file)
+        others = [port for port in paths.slot_ports() if port != live_port]
+        if live_port is None or not (others or legacy):
+            return self.finish(changed=False, live_port=live_port, retired=[])
+        if self.check_mode:
+            return self.finish(changed=True, live_port=live_port,
+                               retired=[str(port) for port in others] + (["in place"] if legacy else []))
+        with releases.AppLock(paths.lock, self.params["lock_timeout"]):
+            # Read again under the lock: what a deploy that just ended made live stays.
+            live_port = paths.live_port()
+            time.sleep(drain)
+            retired = [str(port) for port in self.remove_slots(keep=live_port)]
+            if os.path.exists(paths.unit_file):
+                releases.Service(self.runner, paths, paths.single(self.params["port"])).remove("retire")
+                retired.append("in place")
+        return self.finish(changed=True, live_port=live_port, retired=retired)
 
     # -- removal ---------------------------------------------------------------------
 
@@ -238,7 +356,8 @@ class Pipeline:
         # Under the lock: a deploy still running would otherwise recreate what goes here.
         with releases.AppLock(paths.lock, self.params["lock_timeout"]):
             if os.path.isdir("/run/systemd/system"):
-                releases.Service(self.runner, paths).remove()
+                self.remove_slots(keep=None)
+                releases.Service(self.runner, paths, paths.single(self.params["port"])).remove()
             for path in paths.removable():
                 if path == paths.lock:
                     continue
@@ -261,7 +380,7 @@ class Pipeline:
                            "created": info.get("created"), "source": info.get("source"),
                            "size": releases.directory_size(paths.release_path(release_id)),
                            "live": release_id == live, "previous": release_id == previous})
-        return self.finish(releases=listed, backups=releases.list_backups(paths))
+        return self.finish(releases=listed, backups=releases.list_backups(paths), live_port=paths.live_port())
 
 
 def _now():
@@ -290,6 +409,7 @@ def app_argument_spec(**extra):
         project=dict(type="str", required=True),
         app=dict(type="str", required=True),
         port=dict(type="int", default=3000),
+        zero_downtime=dict(type="bool", default=False),
         start_command=dict(type="str", default="npm start"),
         deploy_script=dict(type="str"),
         env=dict(type="dict", default={}),
@@ -315,7 +435,7 @@ def validate_params(params):
 
     validation.name(params["project"], "project")
     validation.app_name(params["app"], "app")
-    validation.port(params["port"], "port")
+    validation.app_port(params["port"], "port")
     validation.command(params["start_command"], "start_command")
     if params.get("deploy_script"):
         validation.command(params["deploy_script"], "deploy_script")

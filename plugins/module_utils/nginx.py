@@ -73,8 +73,12 @@ def file_name(domain):
 
 def render_vhost(domain, upstream_ipv4, upstream_port, tls_certificate, tls_certificate_key,
                  client_max_body_size="10m", proxy_connect_timeout=5, proxy_send_timeout=60,
-                 proxy_read_timeout=60, listen_ipv6=True, upstream_network=None):
+                 proxy_read_timeout=60, listen_ipv6=True, upstream_network=None, upstream_backup_ports=()):
     """The vhost of one app domain; every value is validated here, before it is placed.
+
+    With ``upstream_backup_ports`` (an app deployed without downtime: its other slot), nginx
+    sends requests to ``upstream_port`` and to a backup port only when that one refuses or
+    fails, so a request that meets a slot being stopped is passed on instead of failing.
 
     Raises :class:`ValidationError` on the first value refused.
     """
@@ -91,12 +95,26 @@ def render_vhost(domain, upstream_ipv4, upstream_port, tls_certificate, tls_cert
     )
     if not isinstance(listen_ipv6, bool):
         raise ValidationError("listen_ipv6", listen_ipv6, "must be true or false")
+    backups = [validation.port(port, "upstream_backup_ports") for port in upstream_backup_ports or ()]
+    if values["port"] in backups or len(set(backups)) != len(backups):
+        raise ValidationError("upstream_backup_ports", upstream_backup_ports,
+                              "must differ from upstream_port and from each other")
+    if backups:
+        # An upstream block only when there is a backup: a plain vhost stays as it was.
+        upstream = "upstream dpl_{domain} {{\n    server {ipv4}:{port};\n".format(**values) + "".join(
+            "    server %s:%d backup;\n" % (values["ipv4"], port) for port in backups) + "}\n\n"
+        target = "dpl_" + values["domain"]
+        described = "%s:%s (backup %s)" % (values["ipv4"], values["port"], ", ".join(map(str, backups)))
+    else:
+        upstream, target = "", "%s:%s" % (values["ipv4"], values["port"])
+        described = target
     listen80 = "    listen 80;\n" + ("    listen [::]:80;\n" if listen_ipv6 else "")
     listen443 = "    listen 443 ssl;\n" + ("    listen [::]:443 ssl;\n" if listen_ipv6 else "")
     return (
         "{marker}\n"
-        "# App domain {domain}, proxied to {ipv4}:{port}.\n"
+        "# App domain {domain}, proxied to {described}.\n"
         "\n"
+        "{upstream}"
         "server {{\n"
         "{listen80}"
         "    server_name {domain};\n"
@@ -113,7 +131,7 @@ def render_vhost(domain, upstream_ipv4, upstream_port, tls_certificate, tls_cert
         "    client_max_body_size {body};\n"
         "\n"
         "    location / {{\n"
-        "        proxy_pass http://{ipv4}:{port};\n"
+        "        proxy_pass http://{target};\n"
         "        proxy_http_version 1.1;\n"
         "        proxy_set_header Host $host;\n"
         "        proxy_set_header X-Real-IP $remote_addr;\n"
@@ -127,7 +145,8 @@ def render_vhost(domain, upstream_ipv4, upstream_port, tls_certificate, tls_cert
         "        proxy_read_timeout {read}s;\n"
         "    }}\n"
         "}}\n"
-    ).format(marker=MARKER, listen80=listen80, listen443=listen443, **values)
+    ).format(marker=MARKER, listen80=listen80, listen443=listen443, upstream=upstream, target=target,
+             described=described, **values)
 
 
 def standalone_config(vhost_path, pid_path):

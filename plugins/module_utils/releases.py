@@ -12,6 +12,15 @@ Layout (the seed's three directories, plus where releases live)::
     /etc/dpl/apps/<project>_<app>.{env,start}     the service's environment and start script
     dpl-<project>_<app>.service                   the systemd unit running the app
 
+An app deployed without downtime (one with domains, behind nginx) runs in two *slots*, one
+per port of :func:`validation.app_ports`; the new release starts in the idle slot next to
+the live one and takes the traffic only once it is healthy::
+
+    /root/apps/<project>/.releases/<app>/.slot-<port> -> the release that slot runs
+    /root/apps/<project>/.releases/<app>/.live-port   -> "<port>": the slot that is live
+    /etc/dpl/apps/<project>_<app>@<port>.{env,start}  that slot's environment and start script
+    dpl-<project>_<app>@.service                      the template unit; instances by port
+
 A release id is ``<UTC time>-<commit[:12]>``; ids sort by time, and which release is live
 or previous is read from the symlinks, never from modification times. The switch is a
 ``rename(2)`` of a new symlink over the live one: atomic, so the path always points at a
@@ -29,6 +38,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tarfile
 import tempfile
@@ -69,6 +79,28 @@ def tail(text, lines=30):
     return "\n".join(text.splitlines()[-lines:])
 
 
+class ServiceSpec:
+    """One service of an app: its unit, the unit's file, its env file and start script, the
+    directory it runs in (a link to its release) and the port it is given as PORT."""
+
+    def __init__(self, unit, unit_file, env_file, start_script, directory, port):
+        self.unit = unit
+        self.unit_file = unit_file
+        self.env_file = env_file
+        self.start_script = start_script
+        self.directory = directory
+        self.port = port
+
+    @property
+    def is_slot(self):
+        return "@" in self.unit
+
+    def files(self):
+        """The files only this service uses (a slot's unit file is the shared template)."""
+        own = [self.env_file, self.start_script]
+        return own if self.is_slot else [self.unit_file] + own
+
+
 class AppPaths:
     def __init__(self, project, app, apps_root="/root/apps", backups_root="/root/backups",
                  deploy_root="/root/deploy"):
@@ -87,9 +119,59 @@ class AppPaths:
         self.env_file = os.path.join(APP_CONFIG_DIR, "%s_%s.env" % (project, app))
         self.start_script = os.path.join(APP_CONFIG_DIR, "%s_%s.start" % (project, app))
 
+        # Slots (deploys without downtime): '@' never occurs in names either.
+        self.slot_template = "dpl-%s_%s@.service" % (project, app)
+        self.slot_template_file = os.path.join(SERVICE_DIR, self.slot_template)
+        self.live_port_link = os.path.join(self.releases, ".live-port")
+
+    def slot(self, port):
+        """The service of the slot on ``port``: unit, files and directory (see :class:`ServiceSpec`)."""
+        base = os.path.join(APP_CONFIG_DIR, "%s_%s@%d" % (self.project, self.app, port))
+        return ServiceSpec(unit="dpl-%s_%s@%d.service" % (self.project, self.app, port),
+                           unit_file=self.slot_template_file, env_file=base + ".env",
+                           start_script=base + ".start", directory=os.path.join(self.releases, ".slot-%d" % port),
+                           port=port)
+
+    def single(self, port):
+        """The one service of an app restarted in place (no slots)."""
+        return ServiceSpec(unit=self.unit, unit_file=self.unit_file, env_file=self.env_file,
+                           start_script=self.start_script, directory=self.live, port=port)
+
+    def slot_ports(self):
+        """The ports of the slots that have files in the container, sorted."""
+        ports = set()
+        prefix = "%s_%s@" % (self.project, self.app)
+        try:
+            for entry in os.listdir(APP_CONFIG_DIR):
+                if entry.startswith(prefix) and entry.endswith(".env") and entry[len(prefix):-4].isdigit():
+                    ports.add(int(entry[len(prefix):-4]))
+        except OSError:
+            pass
+        return sorted(ports)
+
+    def live_port(self):
+        """The port of the live slot, or None (no slot is live: the app runs without slots)."""
+        try:
+            value = os.readlink(self.live_port_link)
+        except OSError:
+            return None
+        return int(value) if value.isdigit() else None
+
+    def set_live_port(self, port):
+        if port is None:
+            if os.path.lexists(self.live_port_link):
+                os.unlink(self.live_port_link)
+        else:
+            _atomic_symlink(str(port), self.live_port_link)
+
     def service_files(self):
-        """The files that make the app's service: its unit, environment and start script."""
-        return [self.unit_file, self.env_file, self.start_script]
+        """The files that make the app's services: units, environments and start scripts."""
+        files = [self.unit_file, self.env_file, self.start_script]
+        if os.path.exists(self.slot_template_file) or self.slot_ports():
+            files.append(self.slot_template_file)
+        for port in self.slot_ports():
+            files += [self.slot(port).env_file, self.slot(port).start_script]
+        return files
 
     def removable(self):
         """Everything a deploy makes for this app but its backups, which outlive it."""
@@ -597,11 +679,20 @@ def start_script_text(start_command):
     return "#!/bin/sh\n# Written by DPL: the app's start command.\nexec %s\n" % start_command
 
 
-def unit_text(paths):
+def unit_text(paths, spec):
+    """The unit of ``spec``: a slot's is the app's template, its instance name the port."""
+    if spec.is_slot:
+        directory = os.path.join(paths.releases, ".slot-%i")
+        env_file = os.path.join(APP_CONFIG_DIR, "%s_%s@%%i.env" % (paths.project, paths.app))
+        start_script = os.path.join(APP_CONFIG_DIR, "%s_%s@%%i.start" % (paths.project, paths.app))
+        description = "DPL app %s/%s on port %%i" % (paths.project, paths.app)
+    else:
+        directory, env_file, start_script = spec.directory, spec.env_file, spec.start_script
+        description = "DPL app %s/%s" % (paths.project, paths.app)
     return "\n".join([
         "# Written by DPL; edit the app in the registry instead.",
         "[Unit]",
-        "Description=DPL app %s/%s" % (paths.project, paths.app),
+        "Description=%s" % description,
         "After=network.target",
         # Deploys and rollbacks restart the unit on purpose, sometimes several times a
         # minute: systemd's start rate limit must not turn that into a failed start.
@@ -609,9 +700,9 @@ def unit_text(paths):
         "",
         "[Service]",
         "Type=simple",
-        "WorkingDirectory=%s" % paths.live,
-        "EnvironmentFile=%s" % paths.env_file,
-        "ExecStart=%s" % paths.start_script,
+        "WorkingDirectory=%s" % directory,
+        "EnvironmentFile=%s" % env_file,
+        "ExecStart=%s" % start_script,
         "Restart=on-failure",
         "RestartSec=1",
         "",
@@ -619,6 +710,14 @@ def unit_text(paths):
         "WantedBy=multi-user.target",
         "",
     ])
+
+
+def _read(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
 
 
 def _write_if_changed(path, text, mode):
@@ -638,29 +737,46 @@ def _write_if_changed(path, text, mode):
 
 
 class Service:
-    """The app's systemd unit (systemd is PID 1 in DPL's containers)."""
+    """One systemd unit of the app (systemd is PID 1 in DPL's containers): the single unit
+    restarted in place, or one slot of a deploy without downtime (``paths.slot(port)``)."""
 
-    def __init__(self, runner, paths):
+    def __init__(self, runner, paths, spec=None):
         self.runner = runner
         self.paths = paths
+        self.spec = spec or paths.single(None)
+        self.unit = self.spec.unit
         if not os.path.isdir("/run/systemd/system"):
             raise StepFailed("start", "this container does not run systemd: DPL runs apps as systemd "
                                       "units (see docs/deploy.md for OpenRC containers)")
 
-    def install(self, env, start_command):
-        """Write the env file (0600), start script and unit; True when any changed."""
-        changed = _write_if_changed(self.paths.env_file, env_file_text(env), 0o600)
-        changed |= _write_if_changed(self.paths.start_script, start_script_text(start_command), 0o700)
-        unit_changed = _write_if_changed(self.paths.unit_file, unit_text(self.paths), 0o644)
+    def install(self, env, start_command, release_id=None):
+        """Write the env file (0600), start script and unit (and point a slot's directory at
+        ``release_id``); True when any changed."""
+        spec = self.spec
+        changed = _write_if_changed(spec.env_file, env_file_text(env), 0o600)
+        changed |= _write_if_changed(spec.start_script, start_script_text(start_command), 0o700)
+        if spec.is_slot and release_id and self.paths._link_target(spec.directory) != release_id:
+            _atomic_symlink(release_id, spec.directory)
+            changed = True
+        unit_changed = _write_if_changed(spec.unit_file, unit_text(self.paths, spec), 0o644)
         if unit_changed:
             self.runner.run("start", ["systemctl", "daemon-reload"], timeout=60)
-            self.runner.run("start", ["systemctl", "enable", "--quiet", self.paths.unit], timeout=60)
+            if not spec.is_slot:  # a slot is enabled when it goes live (see enable), never before
+                self.runner.run("start", ["systemctl", "enable", "--quiet", self.unit], timeout=60)
         return changed or unit_changed
+
+    def up_to_date(self, env, start_command, release_id):
+        """Would :meth:`install` change nothing, and does the unit run?"""
+        spec = self.spec
+        return (_read(spec.env_file) == env_file_text(env)
+                and _read(spec.start_script) == start_script_text(start_command)
+                and (not spec.is_slot or self.paths._link_target(spec.directory) == release_id)
+                and self.state()[0] == "active")
 
     def snapshot(self):
         """The service's files as they are now, for :meth:`restore` after a failed switch."""
         saved = {}
-        for path in self.paths.service_files():
+        for path in self.spec.files():
             try:
                 with open(path) as handle:
                     saved[path] = (handle.read(), os.stat(path).st_mode & 0o777)
@@ -676,31 +792,35 @@ class Service:
 
     def restart(self):
         # Forget an earlier failure (and its restart count) before this start.
-        self.runner.run("start", ["systemctl", "reset-failed", self.paths.unit], timeout=30, check=False)
-        self.runner.run("start", ["systemctl", "restart", self.paths.unit], timeout=90)
+        self.runner.run("start", ["systemctl", "reset-failed", self.unit], timeout=30, check=False)
+        self.runner.run("start", ["systemctl", "restart", self.unit], timeout=90)
+
+    def enable(self, enabled=True):
+        """Start at boot (the live slot) or not (a slot that is not live)."""
+        self.runner.run("start", ["systemctl", "enable" if enabled else "disable", "--quiet", self.unit],
+                        timeout=60, check=False)
 
     def stop(self):
-        self.runner.run("start", ["systemctl", "stop", self.paths.unit], timeout=90, check=False)
+        self.runner.run("start", ["systemctl", "stop", self.unit], timeout=90, check=False)
 
-    def remove(self):
-        """Stop and disable the unit, delete its files, and make sure nothing of it runs."""
-        self.runner.run("remove", ["systemctl", "disable", "--now", "--quiet", self.paths.unit], timeout=90,
-                        check=False)
-        for path in self.paths.service_files():
+    def remove(self, step="remove"):
+        """Stop and disable the unit, delete its own files, and make sure nothing of it runs."""
+        self.runner.run(step, ["systemctl", "disable", "--now", "--quiet", self.unit], timeout=90, check=False)
+        for path in self.spec.files() + ([self.spec.directory] if self.spec.is_slot else []):
             if os.path.lexists(path):
                 os.unlink(path)
-        self.runner.run("remove", ["systemctl", "daemon-reload"], timeout=60)
-        self.runner.run("remove", ["systemctl", "reset-failed", self.paths.unit], timeout=30, check=False)
+        self.runner.run(step, ["systemctl", "daemon-reload"], timeout=60)
+        self.runner.run(step, ["systemctl", "reset-failed", self.unit], timeout=30, check=False)
         active, sub, _restarts = self.state()
         if active not in ("inactive", "failed", ""):
-            raise StepFailed("remove", "the service %s is still %s after it was stopped and removed"
-                                       % (self.paths.unit, "/".join(filter(None, [active, sub]))))
+            raise StepFailed(step, "the service %s is still %s after it was stopped and removed"
+                                   % (self.unit, "/".join(filter(None, [active, sub]))))
 
     def state(self):
         """(ActiveState, SubState, NRestarts) of the unit; not logged (polled often)."""
         try:
             out = subprocess.run(["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "NRestarts",
-                                  self.paths.unit], capture_output=True, text=True, timeout=30, check=False,
+                                  self.unit], capture_output=True, text=True, timeout=30, check=False,
                                  env={"PATH": BASE_PATH, "LC_ALL": "C"}).stdout
         except (OSError, subprocess.TimeoutExpired):
             return "", "", ""
@@ -708,9 +828,18 @@ class Service:
         return values.get("ActiveState", ""), values.get("SubState", ""), values.get("NRestarts", "")
 
     def journal(self, lines=30):
-        rc, out = self.runner.run("start", ["journalctl", "-u", self.paths.unit, "-n", str(lines), "--no-pager",
+        rc, out = self.runner.run("start", ["journalctl", "-u", self.unit, "-n", str(lines), "--no-pager",
                                             "-o", "cat"], timeout=30, check=False)
         return out
+
+
+def port_in_use(port):
+    """Does something accept connections on 127.0.0.1:``port``?"""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -31,7 +31,7 @@ __all__ = [
     "relative_path", "url_path", "env_name", "env_value", "command", "ipv4", "lxd_endpoint",
     "size", "cpu_limit", "count", "text",
     "names", "env", "absolute_path", "ipv4_interface", "interface_name", "image", "token", "line",
-    "choice", "commit", "output", "secret_value", "flag",
+    "choice", "commit", "output", "secret_value", "flag", "app_port", "app_ports",
 ]
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -295,6 +295,25 @@ def commit(value, field="commit"):
     _string(field, value, 64)
     if not _COMMIT.fullmatch(value):
         raise ValidationError(field, value, "must be 4-64 lower-case hexadecimal digits")
+    return value
+
+
+# Every app has two ports, its own and the next: a deploy without downtime starts the new
+# release on the one that is not live (docs/deploy.md). The registry keeps both for the app.
+APP_PORT_COUNT = 2
+
+
+def app_ports(port):
+    """The ports an app with ``port`` uses, in order: its slots."""
+    return tuple(range(port, port + APP_PORT_COUNT))
+
+
+def app_port(value, field="port"):
+    """An app's port: a TCP port whose following ports (:func:`app_ports`) exist too."""
+    value = port(value, field)
+    if app_ports(value)[-1] > 65535:
+        raise ValidationError(field, value, "must be at most %d: the app also uses the next %s"
+                              % (65536 - APP_PORT_COUNT, "port" if APP_PORT_COUNT == 2 else "ports"))
     return value
 
 

@@ -97,6 +97,16 @@ skipped_build:
   description: True when the commit was already live and nothing was built.
   returned: success
   type: bool
+live_port:
+  description: The port of the service now live (the new slot with O(zero_downtime)).
+  returned: success
+  type: int
+retire_port:
+  description:
+    - With O(zero_downtime), the port of the slot that was live and still runs until
+      P(dpl.platform.app_retire#module) stops it (null when none was).
+  returned: when a release went live in a slot
+  type: int
 health_status:
   description: HTTP status of the passing health check.
   returned: success

@@ -45,6 +45,10 @@ backups:
   type: list
   elements: dict
   sample: [{name: 20261128T081500Z-3f2a9c1b7e4d.tar.gz, time: 20261128T081500Z, commit: 3f2a9c1b7e4d, size: 10240}]
+live_port:
+  description: The port of the live slot of an app deployed with O(zero_downtime) (null otherwise).
+  returned: always
+  type: int
 live_release:
   description: The live release.
   returned: always

@@ -40,6 +40,16 @@ release:
   description: The release live after the rollback.
   returned: success
   type: str
+live_port:
+  description: The port of the service now live (the new slot with O(zero_downtime)).
+  returned: success
+  type: int
+retire_port:
+  description:
+    - With O(zero_downtime), the port of the slot that was live and still runs until
+      P(dpl.platform.app_retire#module) stops it (null when none was).
+  returned: when a release went live in a slot
+  type: int
 replaced_release:
   description: The release that was live before.
   returned: success

@@ -52,6 +52,14 @@ options:
   upstream_port:
     description: TCP port the app listens on in its container. Required when O(state=present).
     type: int
+  upstream_backup_ports:
+    description:
+      - Ports of the same container that get a request only when O(upstream_port) refuses or
+        fails it (nginx C(backup) servers). For the other slot of an app deployed without
+        downtime, so a request that meets the old slot as it stops is passed on.
+    type: list
+    elements: int
+    default: []
   upstream_network:
     description:
       - When set, O(upstream_ipv4) must be a host address inside this network (CIDR), such as
@@ -408,6 +416,7 @@ def main():
             state=dict(type="str", default="present", choices=["present", "absent"]),
             upstream_ipv4=dict(type="str"),
             upstream_port=dict(type="int"),
+            upstream_backup_ports=dict(type="list", elements="int", default=[]),
             upstream_network=dict(type="str"),
             tls_certificate=dict(type="path"),
             tls_certificate_key=dict(type="path", no_log=False),
@@ -441,7 +450,8 @@ def main():
                 proxy_send_timeout=params["proxy_send_timeout"],
                 proxy_read_timeout=params["proxy_read_timeout"],
                 listen_ipv6=params["listen_ipv6"],
-                upstream_network=params["upstream_network"])
+                upstream_network=params["upstream_network"],
+                upstream_backup_ports=params["upstream_backup_ports"])
     except ValidationError as exc:
         module.fail_json(msg=str(exc))
     for option in ("sites_available", "sites_enabled"):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import delete_instance
 from tests.support.apps import AppRepo, GitDaemon, app_files
+from tests.support.cli import Dpl
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +23,14 @@ def repos(tmp_path_factory):
     daemon = GitDaemon(root)
     yield repo, daemon.url(repo)
     daemon.stop()
+
+
+@pytest.fixture
+def dpl(tmp_path, lxd_client):
+    tool = Dpl(tmp_path)
+    tool("init", "--bridge", "dplbr0", "--bridge-ipv4", "10.210.0.1/24")
+    made = []
+    tool.made = made
+    yield tool
+    for name in made:
+        delete_instance(lxd_client, name)

@@ -10,53 +10,18 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pylxd
 import pytest
 
-from dpl_web.collection import lxd
-from tests.conftest import TEST_PREFIX, delete_instance
+from tests.conftest import TEST_PREFIX
+from tests.support.cli import curl, in_container, served
 
 pytestmark = pytest.mark.lxd
 
-DPL = str(Path(sys.executable).parent / "dpl")
 SECRET = "Zq9-secret-Value-77"
-
-
-class Dpl:
-    def __init__(self, tmp_path: Path):
-        self.env = dict(os.environ, DPL_REGISTRY=str(tmp_path / "registry.sqlite3"),
-                        XDG_STATE_HOME=str(tmp_path / "state"))
-        self.state = tmp_path / "state"
-
-    def __call__(self, *args: str, stdin: str | None = None, expect: int = 0) -> subprocess.CompletedProcess:
-        proc = subprocess.run([DPL, *args], input=stdin, capture_output=True, text=True, env=self.env,
-                              timeout=900, check=False)
-        assert proc.returncode == expect, f"dpl {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        return proc
-
-    def json(self, *args: str, **kwargs) -> dict:
-        return json.loads(self("--json", *args, **kwargs).stdout)
-
-
-@pytest.fixture
-def dpl(tmp_path, lxd_client):
-    tool = Dpl(tmp_path)
-    tool("init", "--bridge", "dplbr0", "--bridge-ipv4", "10.210.0.1/24")
-    made = []
-    tool.made = made
-    yield tool
-    for name in made:
-        delete_instance(lxd_client, name)
-
-
-def curl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["curl", "--silent", "--show-error", "--max-time", "10", *args], capture_output=True,
-                          text=True, check=False)
 
 
 def files_containing(root: Path, needle: str) -> list[str]:
@@ -158,21 +123,6 @@ def test_the_seeds_request_deploys_and_nginx_serves_it(dpl, repos):
     dpl("container", "delete", project)
 
 
-def served(domain: str) -> str | None:
-    """The version nginx serves for ``domain`` over TLS, or None when nothing answers it."""
-    answer = curl("--insecure", "--resolve", f"{domain}:443:127.0.0.1", f"https://{domain}/")
-    try:
-        return json.loads(answer.stdout)["version"] if answer.returncode == 0 else None
-    except ValueError:
-        return None
-
-
-def in_container(client: lxd.LXDClient, name: str, script: str) -> str:
-    rc, out, err = client.execute(name, ["/bin/sh", "-c", script])
-    assert rc == 0, err
-    return out.decode().strip()
-
-
 def vhost_files(domain: str) -> list[str]:
     return [str(path) for path in (Path(f"/etc/nginx/sites-available/{domain}.conf"),
                                    Path(f"/etc/nginx/sites-enabled/{domain}.conf"),
@@ -184,7 +134,7 @@ def test_domains_follow_the_registry_and_removal_leaves_nothing_running(dpl, rep
     project = f"{TEST_PREFIX}{uuid.uuid4().hex[:6]}"
     dpl.made.append(project)
     web, web2, api = (f"{project}.dpl.test", f"www.{project}.dpl.test", f"api.{project}.dpl.test")
-    for name, port, domain in (("web", 3000, web), ("api", 3001, api)):
+    for name, port, domain in (("web", 3000, web), ("api", 3002, api)):
         request = {"name": name, "project": project, "repo": repos[1], "ref": "v1", "port": port,
                    "domain": domain, "health_path": "/health", "env": {"API_TOKEN": {"value": SECRET, "secret": True}}}
         dpl("deploy", "--from-json", "-", stdin=json.dumps(request))
@@ -197,19 +147,22 @@ def test_domains_follow_the_registry_and_removal_leaves_nothing_running(dpl, rep
     assert served(web2) == "v2"
 
     # Removal: the service stops for good, every file but the backups goes, the neighbour stays.
-    unit = f"dpl-{project}_web.service"
+    # (web has a domain: it ran in slots, dpl-<project>_web@<port>.service, on 3000 then 3001.)
+    units = f"systemctl list-units --all --plain --no-legend 'dpl-{project}_web*' | wc -l"
+    assert in_container(lxd_client, project, units) == "1"
     dpl("app", "remove", f"{project}/web")
     assert served(web2) is None and vhost_files(web2) == []
     assert served(api) == "v1"
-    assert in_container(lxd_client, project, f"systemctl is-active {unit} || true") == "inactive"
+    assert in_container(lxd_client, project, units) == "0"
     leftovers = f"ls /etc/dpl/apps /etc/systemd/system | grep -c '{project}_web' || true"
     assert in_container(lxd_client, project, leftovers) == "0"
     assert in_container(lxd_client, project, f"ls -A /root/apps/{project}") == ".releases\napi"
     assert in_container(lxd_client, project, f"ls /root/backups/{project}/web | wc -l") == "1"
     address = dpl.json("container", "show", project)["container"]["ipv4"]
-    with socket.socket() as probe:
-        probe.settimeout(5)
-        assert probe.connect_ex((address, 3000)) != 0, "the removed app's port still answers"
+    for port in (3000, 3001):
+        with socket.socket() as probe:
+            probe.settimeout(5)
+            assert probe.connect_ex((address, port)) != 0, f"the removed app's port {port} still answers"
 
     # A new app on the freed port passes its own health check and answers with its own version.
     request = {"name": "new", "project": project, "repo": repos[1], "ref": "v3", "port": 3000,

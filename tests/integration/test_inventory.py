@@ -130,6 +130,7 @@ def test_list_from_the_checkouts_config(known_registry):
     assert shop["name"] == "my-shop" and sorted(shop["apps"]) == ["api-v2", "web"]
     assert shop["apps"]["web"] == {
         "project": "my-shop", "name": "web", "repo": REPO, "ref": "v1.2", "port": 3000,
+        "ports": [3000, 3001], "live_port": None,
         "domains": ["shop.example.com", "www.shop.example.com"], "deploy_script": "scripts/deploy.sh",
         "start_command": f"node {TEMPLATE}.js", "health_path": "/healthz", "keep_releases": 3, "keep_backups": 5,
         "env": {"JINJA": "{{ 7 * 6 }}", "NODE_ENV": "production"}, "secret_env_names": ["DB_PASSWORD"],

@@ -16,9 +16,9 @@ import uuid
 import pylxd
 import pytest
 
-from tests.conftest import TEST_PREFIX
-from tests.integration.test_cli_jobs import Dpl, delete_instance
+from tests.conftest import TEST_PREFIX, delete_instance
 from tests.support.apps import BRIDGE_ADDRESS
+from tests.support.cli import Dpl
 
 pytestmark = pytest.mark.lxd
 

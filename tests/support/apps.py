@@ -13,11 +13,14 @@ import base64
 import hashlib
 import io
 import json
+import random
 import socket
 import subprocess
 import tarfile
 import time
 from pathlib import Path
+
+from dpl_web.collection import lxd
 
 BRIDGE_ADDRESS = "10.210.0.1"
 
@@ -157,3 +160,20 @@ class GitDaemon:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
+
+
+def free_addresses(client: lxd.LXDClient, count: int) -> list[str]:
+    """Random addresses of the bridge that no instance holds or has reserved (others run tests
+    on this LXD at the same time, with their own registries that start at .10)."""
+    used = {BRIDGE_ADDRESS}
+    for instance in client.get("/1.0/instances", {"recursion": 1}):
+        for device in (instance.get("expanded_devices") or {}).values():
+            if device.get("ipv4.address"):
+                used.add(device["ipv4.address"])
+        if instance.get("status") == "Running":
+            try:
+                used.update(client.ipv4_addresses(instance["name"]))
+            except lxd.LXDError:
+                pass
+    prefix = BRIDGE_ADDRESS.rsplit(".", 1)[0]
+    return random.sample([f"{prefix}.{n}" for n in range(100, 250) if f"{prefix}.{n}" not in used], count)

@@ -193,3 +193,18 @@ def test_redirect_include_refuses_a_configuration_without_the_folder():
     with pytest.raises(LookupError):
         nginx.redirect_include("http {\ninclude /etc/nginx/sites-enabled-old/*;\n}\n", "/etc/nginx",
                                "/etc/nginx/sites-enabled", "/tmp/stage")
+
+
+def test_backup_ports_make_an_upstream_the_live_port_first():
+    text = render(upstream_port=3001, upstream_backup_ports=[3000])
+    upstream = text.split("upstream dpl_shop.example.com {\n", 1)[1].split("}", 1)[0]
+    assert upstream == "    server 10.210.0.23:3001;\n    server 10.210.0.23:3000 backup;\n"
+    assert "proxy_pass http://dpl_shop.example.com;" in text
+    # Without backups the vhost is what it always was: no upstream block.
+    assert "upstream" not in render() and "proxy_pass http://10.210.0.23:3000;" in render()
+
+
+@pytest.mark.parametrize("backups", [[3000], [3001, 3001], [0], [70000], ["3001;\n}"], [True]])
+def test_bad_backup_ports_are_refused(backups):
+    with pytest.raises(ValidationError, match="upstream_backup_ports"):
+        render(upstream_backup_ports=backups)

@@ -328,7 +328,7 @@ def test_moving_a_project_checks_ports(reg):
     reg.add_container("web2")
     reg.add_app("shop", "web", REPO, container="web1", port=3000)
     reg.add_app("blog", "site", REPO, container="web2", port=3000)
-    with pytest.raises(Conflict, match="port 3000 is already used by app blog/site"):
+    with pytest.raises(Conflict, match="overlaps ports 3000-3001 of app blog/site"):
         reg.update_project("shop", container="web2")
     reg.update_app("blog", "site", port=4000)
     assert reg.update_project("shop", container="web2")["container"] == "web2"
@@ -364,12 +364,20 @@ def test_ports_are_unique_per_container(reg):
     reg.add_container("web1")
     reg.add_container("web2")
     reg.add_app("shop", "web", REPO, container="web1")
+    assert reg.get_app("shop", "web")["ports"] == [3000, 3001]
     reg.add_project("blog", "web1")
-    with pytest.raises(Conflict, match="port 3000 is already used by app shop/web in container 'web1'"):
+    with pytest.raises(Conflict, match=r"port 3000 \(the app uses ports 3000-3001\) overlaps ports 3000-3001 of "
+                                       r"app shop/web in container 'web1'"):
         reg.add_app("blog", "site", REPO)
-    reg.add_app("blog", "site", REPO, port=3001)
+    # Each app also owns the next port (the second slot of deploys without downtime).
+    for taken in (2999, 3001):
+        with pytest.raises(Conflict, match="overlaps ports 3000-3001 of app shop/web"):
+            reg.add_app("blog", "site", REPO, port=taken)
+    with pytest.raises(validation.ValidationError, match="at most 65534"):
+        reg.add_app("blog", "site", REPO, port=65535)
+    reg.add_app("blog", "site", REPO, port=3002)
     with pytest.raises(Conflict):
-        reg.update_app("blog", "site", port=3000)
+        reg.update_app("blog", "site", port=3001)
     # Another container is another network namespace.
     reg.add_app("wiki", "site", REPO, container="web2", port=3000)
     # Keeping one's own port is no conflict.
@@ -454,7 +462,7 @@ def test_list_apps_filters(reg):
     reg.add_container("web1")
     reg.add_container("web2")
     reg.add_app("shop", "web", REPO, container="web1")
-    reg.add_app("shop", "api", REPO, port=3001)
+    reg.add_app("shop", "api", REPO, port=3002)
     reg.add_app("blog", "site", REPO, container="web2")
     assert [(a["project"], a["name"]) for a in reg.list_apps()] == [("blog", "site"), ("shop", "api"), ("shop", "web")]
     assert [a["name"] for a in reg.list_apps(project="shop")] == ["api", "web"]

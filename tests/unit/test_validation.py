@@ -230,6 +230,14 @@ def test_port_refuses(value):
     refused(validation.port, value)
 
 
+def test_an_app_port_leaves_room_for_the_second_slot():
+    assert validation.app_ports(3000) == (3000, 3001)
+    assert validation.app_port(65534) == 65534
+    with pytest.raises(validation.ValidationError, match="at most 65534: the app also uses the next port"):
+        validation.app_port(65535)
+    refused(validation.app_port, "80;")
+
+
 def test_count_bounds_and_strings():
     assert validation.count(5, "keep", 1, 100) == 5
     assert validation.count("7", "keep", 1, 100) == 7

@@ -1,0 +1,76 @@
+"""Deploys without downtime, end to end: `dpl deploy` of an app with a domain while traffic
+goes through the host's real nginx every 50 ms. A good deploy, a deploy whose release
+answers its health check with HTTP 500 (it listens, so a proxy that sent it traffic would
+fail requests), and a rollback: not one request may fail, and afterwards only the live
+slot runs.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.conftest import TEST_PREFIX
+from tests.support.cli import in_container, served
+from tests.support.traffic import Poller
+
+pytestmark = pytest.mark.lxd
+
+
+def slot_state(lxd_client, container: str, project: str) -> dict[str, str]:
+    """Each slot unit of the app that systemd knows, with its state."""
+    listing = in_container(lxd_client, container, f"systemctl list-units --all --plain --no-legend "
+                                                  f"'dpl-{project}_web@*' | awk '{{print $1, $3}}'")
+    return dict(line.split() for line in listing.splitlines())
+
+
+def slot_files(lxd_client, container: str, project: str) -> list[str]:
+    return in_container(lxd_client, container, f"ls /etc/dpl/apps | grep '^{project}_web' || true").split()
+
+
+def test_deploys_failures_and_rollbacks_through_nginx_lose_no_request(dpl, repos, lxd_client):
+    project = f"{TEST_PREFIX}{uuid.uuid4().hex[:6]}"
+    dpl.made.append(project)
+    domain = f"{project}.dpl.test"
+    request = {"name": "web", "project": project, "repo": repos[1], "ref": "v1", "port": 3000,
+               "domain": domain, "health_path": "/health"}
+    dpl("deploy", "--from-json", "-", stdin=json.dumps(request))
+    assert served(domain) == "v1"
+    app = dpl.json("app", "show", f"{project}/web")["app"]
+    assert (app["ports"], app["live_port"]) == ([3000, 3001], 3000)
+
+    # A good deploy: v2 starts on 3001 next to v1, nginx moves, v1 stops.
+    with Poller(domain) as poller:
+        dpl("deploy", f"{project}/web", "--ref", "v2")
+    report = poller.report
+    assert report.failed == [], report.failed[:5]
+    assert report.versions[-1] == "v2" and served(domain) == "v2"
+    assert dpl.json("app", "show", f"{project}/web")["app"]["live_port"] == 3001
+    assert slot_state(lxd_client, project, project) == {f"dpl-{project}_web@3001.service": "active"}
+    assert slot_files(lxd_client, project, project) == [f"{project}_web@3001.env", f"{project}_web@3001.start"]
+
+    # A release that listens but fails its health check never gets a request.
+    with Poller(domain) as poller:
+        failed = dpl("--json", "deploy", f"{project}/web", "--ref", "sick", expect=7)
+    report = poller.report
+    assert "health check" in failed.stdout and "kept serving on port 3001" in failed.stdout
+    assert report.failed == [], report.failed[:5]
+    assert report.versions == ["v2"]
+    assert dpl.json("app", "show", f"{project}/web")["app"]["live_port"] == 3001
+    assert slot_state(lxd_client, project, project) == {f"dpl-{project}_web@3001.service": "active"}
+    assert slot_files(lxd_client, project, project) == [f"{project}_web@3001.env", f"{project}_web@3001.start"]
+
+    # Rollback takes the same path: v1 starts on 3000 again, then takes the traffic.
+    with Poller(domain) as poller:
+        dpl("app", "rollback", f"{project}/web")
+    report = poller.report
+    assert report.failed == [], report.failed[:5]
+    assert report.versions[-1] == "v1" and served(domain) == "v1"
+    assert dpl.json("app", "show", f"{project}/web")["app"]["live_port"] == 3000
+    assert slot_state(lxd_client, project, project) == {f"dpl-{project}_web@3000.service": "active"}
+    # At boot only the live slot starts.
+    assert in_container(lxd_client, project, f"systemctl is-enabled dpl-{project}_web@3000.service") == "enabled"
+    assert in_container(lxd_client, project,
+                        f"systemctl is-enabled dpl-{project}_web@3001.service || true") != "enabled"

@@ -35,7 +35,6 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -392,8 +391,8 @@ APP_FIELDS: dict[str, _Field] = {
     "port": _Field(3000, validation.app_port),
     "domains": _Field([], validation.domains),
     "health_path": _Field("/", validation.url_path),
-    "keep_releases": _Field(5, partial(validation.count, minimum=1, maximum=100)),
-    "keep_backups": _Field(5, partial(validation.count, minimum=1, maximum=100)),
+    "keep_releases": _Field(5, validation.keep_count),
+    "keep_backups": _Field(5, validation.keep_count),
     "notes": _Field("", validation.text),
 }
 

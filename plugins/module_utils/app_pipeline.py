@@ -446,8 +446,8 @@ def validate_params(params):
         validation.env_name(key, "secret_env")
         validation.secret_value(value, "secret_env.%s" % key)
     validation.url_path(params["health_path"], "health_path")
-    validation.count(params["keep_releases"], "keep_releases", 1, 100)
-    validation.count(params["keep_backups"], "keep_backups", 1, 1000)
+    validation.keep_count(params["keep_releases"], "keep_releases")
+    validation.keep_count(params["keep_backups"], "keep_backups")
     for field in ("health_timeout", "lock_timeout", "script_timeout", "git_timeout"):
         validation.count(params[field], field, 1, 86400)
     if params.get("repo") is not None:

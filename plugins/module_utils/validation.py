@@ -31,7 +31,7 @@ __all__ = [
     "relative_path", "url_path", "env_name", "env_value", "command", "ipv4", "lxd_endpoint",
     "size", "cpu_limit", "count", "text",
     "names", "env", "absolute_path", "ipv4_interface", "interface_name", "image", "token", "line",
-    "choice", "commit", "output", "secret_value", "flag", "app_port", "app_ports",
+    "choice", "commit", "output", "secret_value", "flag", "app_port", "app_ports", "keep_count",
 ]
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -335,6 +335,15 @@ def count(value, field, minimum=0, maximum=1000):
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         raise ValidationError(field, value, "must be a whole number from %d to %d" % (minimum, maximum))
     return value
+
+
+# How many releases and backups of an app are kept: one bound for the registry and the modules.
+KEEP_MAX = 100
+
+
+def keep_count(value, field):
+    """``keep_releases`` or ``keep_backups``: 1 to :data:`KEEP_MAX`."""
+    return count(value, field, 1, KEEP_MAX)
 
 
 def relative_path(value, field="path"):

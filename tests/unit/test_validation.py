@@ -480,3 +480,18 @@ def test_env_values_and_commands_refuse_what_ends_a_line_or_drives_a_terminal(va
 def test_env_values_and_commands_keep_tabs_and_ordinary_unicode():
     assert validation.env_value("a\tb ünïcode €") == "a\tb ünïcode €"
     assert validation.command("echo\t'ünïcode'") == "echo\t'ünïcode'"
+
+
+def test_the_registry_and_the_modules_keep_within_the_same_bound():
+    from ansible_collections.dpl.platform.plugins.module_utils import app_pipeline
+    from dpl_web.registry import APP_FIELDS
+
+    for field in ("keep_releases", "keep_backups"):
+        assert APP_FIELDS[field].check(validation.KEEP_MAX, field) == validation.KEEP_MAX
+        refused(APP_FIELDS[field].check, validation.KEEP_MAX + 1, field)
+        params = dict(project="p", app="a", port=3000, start_command="npm start", env={}, secret_env={},
+                      health_path="/", keep_releases=5, keep_backups=5, health_timeout=30, lock_timeout=1,
+                      script_timeout=1, git_timeout=1)
+        params[field] = validation.KEEP_MAX + 1
+        with pytest.raises(validation.ValidationError, match=field):
+            app_pipeline.validate_params(params)

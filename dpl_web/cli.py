@@ -364,7 +364,7 @@ def _app_text(app: dict[str, Any]) -> list[str]:
     shown = dict(app, app=f"{app['project']}/{app['name']}",
                  ref=app["ref"] or "- (the repository's default branch, asked at each deploy)",
                  port=f"{app['port']} (the app's ports: {', '.join(map(str, app['ports']))})",
-                 live_port=app["live_port"] or "- (not deployed by a job yet)")
+                 live_port=app["live_port"] or "- (recorded by its next deploy, rollback or restore)")
     lines = _fields(shown, ("app", "container", "host", "repo", "ref", "deploy_script", "start_command", "port",
                             "live_port", "domains", "health_path", "keep_releases", "keep_backups", "notes",
                             "created_at", "updated_at"))

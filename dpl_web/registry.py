@@ -1182,6 +1182,8 @@ class Registry:
                             "WHERE a.id = ?", (app_id,))
             if "port" in values and values["port"] != row["port"]:
                 self._check_port(row["container_id"], values["port"], app_id, what)
+                # The live port was one of the old ports: unknown until the next deploy.
+                conn.execute("UPDATE app SET live_port = NULL WHERE id = ?", (app_id,))
             changed = self._write_changes(conn, "app", "id", app_id, dict(row), values)
             if domains is not None:
                 current = [r[0] for r in conn.execute(

@@ -103,7 +103,7 @@ keyed_groups:
 
 # Use it:
 #   ansible-inventory -i inventory/dpl.yml --graph
-#   ansible-playbook -i inventory/dpl.yml playbooks/deploy.yml --limit dpl_app_shop_web
+#   ansible-playbook -i inventory/dpl.yml playbooks/deploy.yml -e app=all --limit 'dpl_app_shop_web:localhost'
 """
 
 import os

@@ -76,28 +76,61 @@ class Pipeline:
         killed) check them again, then re-raise.
         """
         service = releases.Service(self.runner, self.paths, self.paths.single(self.params["port"]))
-        self.result["live_port"] = self.params["port"]
         saved = service.snapshot()
         before_previous = self.paths.previous_release()
         live = self.paths.live_release()
         replaced = None
+        # The app ran in slots (it had domains): they give way to the one service, but stay
+        # on disk until it is healthy, so a failure can start the live slot again.
+        slot_live = self.paths.live_port()
+        slots = self.paths.slot_ports()
         try:
             changed = service.install(self.env, self.params["start_command"])
             if release_id != live:
                 replaced = self.paths.switch(release_id)
                 changed = True
-            if self.paths.live_port() is not None or self.paths.slot_ports():
-                # The app ran in slots (it had domains): they give way to the one service.
-                self.remove_slots(keep=None)
-                changed = True
-            if not changed:
-                return live, self.check_health(service)
+            for port in slots:
+                releases.Service(self.runner, self.paths, self.paths.slot(port)).stop()
+            if not (changed or slots):
+                status = self.check_health(service)
+                self.result["live_port"] = self.params["port"]
+                return live, status
             self.result["changed"] = True
             service.restart()
-            return replaced, self.check_health(service)
+            status = self.check_health(service)
+            if slots or slot_live is not None:
+                self.remove_slots(keep=None)
+            self.result["live_port"] = self.params["port"]
+            return replaced, status
         except BaseException as failure:
-            self.undo(failure, release_id, live, before_previous, service, saved, discard_on_failure)
+            if slot_live is not None:
+                self.undo_to_slot(failure, release_id, live, before_previous, service, slot_live, discard_on_failure)
+            else:
+                self.undo(failure, release_id, live, before_previous, service, saved, discard_on_failure)
             raise
+
+    def undo_to_slot(self, failure, release_id, live, before_previous, service, slot_live, discard):
+        """Put back the slot that was live before an app without domains failed to start in
+        place: the one service goes, the live slot runs again."""
+        killed = not isinstance(failure, StepFailed)
+        try:
+            if release_id != live:
+                self.result["failed_release"] = release_id
+                self.paths.switch_back(live, before_previous)
+            service.remove("start")
+            slot = releases.Service(self.runner, self.paths, self.paths.slot(slot_live))
+            slot.restart()
+            if killed:
+                return
+            try:
+                self.check_health(slot)
+                failure.rolled_back = "the slot on port %d (%s) serves again" % (slot_live, live)
+            except StepFailed as second:
+                failure.rolled_back = "the slot on port %d (%s) was started again, but does not answer " \
+                                      "either: %s" % (slot_live, live, second)
+        finally:
+            if discard and release_id != live:
+                shutil.rmtree(self.paths.release_path(release_id), ignore_errors=True)
 
     def activate_in_slot(self, release_id, discard_on_failure=True):
         """Start ``release_id`` in the slot that is not live, check it there, and only then
@@ -112,7 +145,7 @@ class Pipeline:
             current = releases.Service(self.runner, paths, paths.slot(live_port))
             if release_id == live and current.up_to_date(self.env_for(live_port), self.params["start_command"],
                                                          release_id):
-                self.result["live_port"] = live_port
+                self.result.update(live_port=live_port, retire=self.stale_services(live_port))
                 return live, self.check_health(current)
             candidate = ports[1] if live_port == ports[0] else ports[0]
         else:
@@ -123,6 +156,9 @@ class Pipeline:
         self.result["changed"] = True
         try:
             service.stop()  # what an interrupted deploy may have left in this slot
+            if live_port is not None and os.path.exists(paths.unit_file):
+                # The one service of the app's days in place, which a retire never stopped.
+                releases.Service(self.runner, paths, paths.single(port)).remove("start")
             if releases.port_in_use(candidate):  # not ours: another app, or something by hand
                 raise StepFailed("start", "port %d, the slot the new release was to start in, is taken by "
                                           "another program in the container: give the app a port P such that "
@@ -152,9 +188,14 @@ class Pipeline:
             releases.Service(self.runner, paths, paths.slot(live_port)).enable(False)
         elif legacy:
             releases.Service(self.runner, paths, paths.single(port)).enable(False)
-        self.result.update(live_port=candidate, retire_port=live_port if live_port is not None
-                           else (port if legacy else None))
+        self.result.update(live_port=candidate, retire=self.stale_services(candidate))
         return replaced, status
+
+    def stale_services(self, live_port):
+        """What still runs or lies around besides the live slot, for :meth:`retire` to stop:
+        the other slots' ports, and "in place" for the app's one service of before."""
+        stale = [str(port) for port in self.paths.slot_ports() if port != live_port]
+        return stale + (["in place"] if os.path.exists(self.paths.unit_file) else [])
 
     def remove_slots(self, keep):
         """Stop and delete every slot's service but ``keep``'s (None: every one)."""
@@ -332,8 +373,11 @@ class Pipeline:
             return self.finish(changed=True, live_port=live_port,
                                retired=[str(port) for port in others] + (["in place"] if legacy else []))
         with releases.AppLock(paths.lock, self.params["lock_timeout"]):
-            # Read again under the lock: what a deploy that just ended made live stays.
+            # Read again under the lock: what a deploy that just ended made live stays (and an
+            # app that went back to one service in place meanwhile keeps it).
             live_port = paths.live_port()
+            if live_port is None:
+                return self.finish(changed=False, live_port=None, retired=[])
             time.sleep(drain)
             retired = [str(port) for port in self.remove_slots(keep=live_port)]
             if os.path.exists(paths.unit_file):

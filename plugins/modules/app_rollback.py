@@ -44,12 +44,14 @@ live_port:
   description: The port of the service now live (the new slot with O(zero_downtime)).
   returned: success
   type: int
-retire_port:
+retire:
   description:
-    - With O(zero_downtime), the port of the slot that was live and still runs until
-      P(dpl.platform.app_retire#module) stops it (null when none was).
-  returned: when a release went live in a slot
-  type: int
+    - With O(zero_downtime), what still runs besides the live slot until
+      P(dpl.platform.app_retire#module) stops it. The ports of the other slots, and
+      V(in place) for the app's one service from before it had domains.
+  returned: when a release is live in a slot
+  type: list
+  elements: str
 replaced_release:
   description: The release that was live before.
   returned: success

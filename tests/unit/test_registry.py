@@ -711,3 +711,14 @@ def test_an_app_without_a_ref_follows_the_default_branch_and_can_go_back_to_it(r
     assert reg.update_app("shop", "web", ref="release")["ref"] == "release"
     assert reg.update_app("shop", "web", ref=None)["ref"] is None
     assert reg.inventory()["containers"][0]["projects"]["shop"]["apps"]["web"]["ref"] is None
+
+
+def test_the_live_port_is_recorded_and_forgotten_when_the_port_changes(reg):
+    reg.add_container("web1")
+    reg.add_app("shop", "web", REPO, container="web1")
+    assert reg.get_app("shop", "web")["live_port"] is None
+    assert reg.set_live_port("shop", "web", 3001) is True
+    assert reg.set_live_port("shop", "web", 3001) is False  # no change
+    assert reg.get_app("shop", "web")["live_port"] == 3001
+    reg.update_app("shop", "web", port=4000)
+    assert reg.get_app("shop", "web")["live_port"] is None

@@ -94,7 +94,7 @@ def test_deploys_failures_and_rollbacks_through_nginx_lose_no_request(dpl, repos
     request = {"name": "api", "project": project, "repo": repos[1], "ref": "v1", "port": 3002,
                "domain": api, "health_path": "/health"}
     dpl("deploy", "--from-json", "-", stdin=json.dumps(request))
-    dpl("app", "edit", f"{project}/web", "--ref", "sick")
+    dpl("app", "edit", f"{project}/web", "--ref", "crash")  # fails fast: it does not stay up
     dpl("app", "edit", f"{project}/api", "--ref", "v2")
     both = subprocess.run([f"{VENV_BIN}/ansible-playbook", "-i", str(REPO_ROOT / "inventory" / "dpl.yml"),
                            str(REPO_ROOT / "playbooks" / "deploy.yml"), "-e", "app=all",

@@ -1,7 +1,13 @@
 """The ``dpl`` command line: the registry for humans and for scripts.
 
 Every command prints text for humans, or one JSON document with ``--json`` (before or
-after the command). Scripts can rely on the exit codes:
+after the command). Commands that run a job (deploy, rollback, restore, container
+actions, removals) queue it for the worker and follow it live by default; ``--detach``
+prints the job's id and returns at once (``dpl job follow ID`` attaches to any job).
+Ctrl-C while following stops following, not the job; a second Ctrl-C within 3 s cancels
+it (``dpl job cancel ID`` does the same from anywhere).
+
+Scripts can rely on the exit codes, those of dpl_web.errors' table:
 
 ====  ====================================================================
 0     done
@@ -11,15 +17,15 @@ after the command). Scripts can rely on the exit codes:
 4     a value was refused by the validation layer (nothing was written)
 5     the host, container, project, app or job named does not exist
 6     conflict: it exists already, a port/domain/address is taken, it still has
-      children (``--cascade`` removes them too), or another job for the same
-      app or container is running
+      children (``--cascade`` removes them too), or the job already finished
 7     a job ran and failed (a deploy, a container action): the message and
       ``dpl job show ID`` say why
-130   interrupted (Ctrl-C): the running job was canceled
+130   interrupted (Ctrl-C): following stopped (the job goes on unless canceled)
 ====  ====================================================================
 
 Errors go to stderr as one sentence that says what to do; with ``--json`` the same error
-is also printed on stdout as ``{"error": {...}}``. Secret values are never printed.
+is also printed on stdout as ``{"error": {...}}`` (dpl_web.errors.describe). Secret values
+are never printed.
 """
 
 from __future__ import annotations
@@ -29,29 +35,39 @@ import getpass
 import json
 import re
 import sys
-import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from dpl_web import actions, paths, registry
+from dpl_web import errors, paths, registry, services
 from dpl_web.collection import validation
-from dpl_web.jobs import Job, JobRunner
-from dpl_web.registry import SECRET_MASK, Conflict, NotFound, Registry, RegistryError
+from dpl_web.errors import DplError, JobFailed
+from dpl_web.jobs import follow
+from dpl_web.registry import SECRET_MASK, Registry
 
 EXIT_OK = 0
-EXIT_FAILURE = 1
 EXIT_USAGE = 2
-EXIT_REGISTRY = 3
-EXIT_INVALID = 4
-EXIT_NOT_FOUND = 5
-EXIT_CONFLICT = 6
-EXIT_JOB_FAILED = 7
+EXIT_JOB_FAILED = JobFailed.exit_code
 EXIT_INTERRUPTED = 130
 
+CANCEL_WINDOW = 3  # seconds after a first Ctrl-C in which a second one cancels the job
 
-class Failure(Exception):
-    """A command failed for a reason that is none of the registry's errors (exit code 1)."""
+# What the CLI adds to an error's hint: its own way of doing the error's remedy.
+CLI_REMEDIES = {
+    "list:host": "`dpl host list` shows them",
+    "list:container": "`dpl container list` shows them",
+    "list:project": "`dpl project list` shows them",
+    "list:app": "`dpl app list` shows them",
+    "list:job": "`dpl job list` shows them",
+    "cascade": "--cascade removes them too",
+    "give_container": "`dpl project add NAME --container CONTAINER`, or --container with the app",
+    "edit": "with `dpl ... edit`",
+}
+
+
+class Failure(DplError):
+    """A command failed for a reason that is none of the other kinds (exit code 1)."""
 
 
 # -- output --------------------------------------------------------------------------------
@@ -138,9 +154,9 @@ def _secrets(values: list[str] | None) -> dict[str, str]:
     return result
 
 
-def _open(args: argparse.Namespace) -> Registry:
-    """Open an existing registry: every command but init refuses to create one."""
-    return Registry.open(args.registry, create=False)
+def _ctx(args: argparse.Namespace) -> services.Context:
+    """Which registry, and who asks: every command but init refuses to create a registry."""
+    return services.Context.default(args.registry)
 
 
 def _registry_path(args: argparse.Namespace) -> Path:
@@ -187,15 +203,13 @@ HOST_SHOW = ("name", "endpoint", "client_cert", "client_key", "server_cert", "pu
 
 
 def cmd_host_add(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        host = reg.add_host(args.name, **_given(args, HOST_OPTIONS, HOST_NULLABLE))
+    host = services.add_host(_ctx(args), args.name, **_given(args, HOST_OPTIONS, HOST_NULLABLE)).record
     _emit(args, {"changed": True, "host": host}, [f"added host {host['name']}", *_fields(host, HOST_SHOW)])
     return EXIT_OK
 
 
 def cmd_host_list(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        hosts = reg.list_hosts()
+    hosts = services.list_hosts(_ctx(args))
     _emit(args, {"hosts": hosts}, _table(hosts, [
         ("name", lambda h: h["name"]), ("endpoint", lambda h: h["endpoint"]),
         ("public ipv4", lambda h: h["public_ipv4"]), ("bridge", lambda h: f"{h['bridge']} {h['bridge_ipv4']}"),
@@ -204,25 +218,21 @@ def cmd_host_list(args: argparse.Namespace) -> int:
 
 
 def cmd_host_show(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        host = reg.get_host(args.name)
+    host = services.get_host(_ctx(args), args.name)
     _emit(args, {"host": host}, _fields(host, HOST_SHOW))
     return EXIT_OK
 
 
 def cmd_host_edit(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        before = reg.total_changes
-        host = reg.update_host(args.name, **_given(args, HOST_OPTIONS, HOST_NULLABLE))
-        changed = reg.total_changes != before
-    _emit(args, {"changed": changed, "host": host},
-          [f"host {host['name']}: {'changed' if changed else 'unchanged'}", *_fields(host, HOST_SHOW)])
+    outcome = services.edit_host(_ctx(args), args.name, **_given(args, HOST_OPTIONS, HOST_NULLABLE))
+    host = outcome.record
+    _emit(args, {"changed": outcome.changed, "host": host},
+          [f"host {host['name']}: {'changed' if outcome.changed else 'unchanged'}", *_fields(host, HOST_SHOW)])
     return EXIT_OK
 
 
 def cmd_host_remove(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        removed = reg.remove_host(args.name, cascade=args.cascade)
+    removed = services.remove_host(_ctx(args), args.name, cascade=args.cascade).record
     _emit(args, {"changed": True, "removed": removed}, _removed(removed))
     return EXIT_OK
 
@@ -240,16 +250,14 @@ def _container_text(container: dict[str, Any]) -> list[str]:
 
 
 def cmd_container_add(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        container = reg.add_container(args.name, args.host, **_given(args, CONTAINER_OPTIONS))
+    container = services.record_container(_ctx(args), args.name, args.host, **_given(args, CONTAINER_OPTIONS)).record
     _emit(args, {"changed": True, "container": container},
           [f"added container {container['name']}", *_container_text(container)])
     return EXIT_OK
 
 
 def cmd_container_list(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        containers = reg.list_containers(host=args.host)
+    containers = services.list_containers(_ctx(args), host=args.host)
     _emit(args, {"containers": containers}, _table(containers, [
         ("name", lambda c: c["name"]), ("host", lambda c: c["host"]), ("ipv4", lambda c: c["ipv4"]),
         ("status", lambda c: c["status"]), ("image", lambda c: c["image"]), ("limits", _limits),
@@ -259,39 +267,41 @@ def cmd_container_list(args: argparse.Namespace) -> int:
 
 
 def cmd_container_show(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        container = reg.get_container(args.name)
+    container = services.get_container(_ctx(args), args.name)
     _emit(args, {"container": container}, _container_text(container))
     return EXIT_OK
 
 
 def cmd_container_edit(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        before = reg.total_changes
-        container = reg.update_container(args.name, **_given(args, CONTAINER_OPTIONS, CONTAINER_NULLABLE))
-        changed = reg.total_changes != before
-    _emit(args, {"changed": changed, "container": container},
-          [f"container {container['name']}: {'changed' if changed else 'unchanged'}",
+    outcome = services.edit_container(_ctx(args), args.name, **_given(args, CONTAINER_OPTIONS, CONTAINER_NULLABLE))
+    container = outcome.record
+    _emit(args, {"changed": outcome.changed, "container": container},
+          [f"container {container['name']}: {'changed' if outcome.changed else 'unchanged'}",
            *_container_text(container)])
     return EXIT_OK
 
 
 def cmd_container_status(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        before = reg.get_container(args.name)
-        container = reg.set_container_status(args.name, args.status, ipv4=args.ipv4)
-    # status_at moves on every report; what changed is what LXD says.
-    changed = (container["status"], container["ipv4"]) != (before["status"], before["ipv4"])
-    _emit(args, {"changed": changed, "container": container},
+    outcome = services.set_container_status(_ctx(args), args.name, args.status, ipv4=args.ipv4)
+    container = outcome.record
+    _emit(args, {"changed": outcome.changed, "container": container},
           f"container {container['name']}: {container['status']} at {container['ipv4']}")
     return EXIT_OK
 
 
 def cmd_container_remove(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        removed = reg.remove_container(args.name, cascade=args.cascade)
+    removed = services.forget_container(_ctx(args), args.name, cascade=args.cascade).record
     _emit(args, {"changed": True, "removed": removed}, _removed(removed))
     return EXIT_OK
+
+
+def cmd_container_run(args: argparse.Namespace) -> int:
+    ctx = _ctx(args)
+    if args.action == "create":
+        outcome = services.create_container(ctx, args.name, args.host, **_given(args, CONTAINER_OPTIONS))
+    else:
+        outcome = services.container_action(ctx, args.name, args.action, force=getattr(args, "force", False))
+    return _run_job(args, outcome, f"{args.action} of container {args.name}")
 
 
 # -- projects ------------------------------------------------------------------------------
@@ -300,16 +310,14 @@ PROJECT_SHOW = ("name", "container", "apps", "notes", "created_at", "updated_at"
 
 
 def cmd_project_add(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        project = reg.add_project(args.name, args.container, **_given(args, ("notes",)))
+    project = services.add_project(_ctx(args), args.name, args.container, **_given(args, ("notes",))).record
     _emit(args, {"changed": True, "project": project},
           [f"added project {project['name']}", *_fields(project, PROJECT_SHOW)])
     return EXIT_OK
 
 
 def cmd_project_list(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        projects = reg.list_projects(container=args.container)
+    projects = services.list_projects(_ctx(args), container=args.container)
     _emit(args, {"projects": projects}, _table(projects, [
         ("name", lambda p: p["name"]), ("container", lambda p: p["container"]),
         ("apps", lambda p: ",".join(p["apps"])),
@@ -318,39 +326,29 @@ def cmd_project_list(args: argparse.Namespace) -> int:
 
 
 def cmd_project_show(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        project = reg.get_project(args.name)
+    project = services.get_project(_ctx(args), args.name)
     _emit(args, {"project": project}, _fields(project, PROJECT_SHOW))
     return EXIT_OK
 
 
 def cmd_project_edit(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        before = reg.total_changes
-        project = reg.update_project(args.name, container=args.container, **_given(args, ("notes",)))
-        changed = reg.total_changes != before
-    _emit(args, {"changed": changed, "project": project},
-          [f"project {project['name']}: {'changed' if changed else 'unchanged'}", *_fields(project, PROJECT_SHOW)])
+    outcome = services.edit_project(_ctx(args), args.name, container=args.container, **_given(args, ("notes",)))
+    project = outcome.record
+    _emit(args, {"changed": outcome.changed, "project": project},
+          [f"project {project['name']}: {'changed' if outcome.changed else 'unchanged'}",
+           *_fields(project, PROJECT_SHOW)])
     return EXIT_OK
 
 
 def cmd_project_remove(args: argparse.Namespace) -> int:
-    if args.cascade and not args.record_only:
-        # Its apps are taken out of service first (their containers keep only the backups).
-        runner = _runner(args)
-        on_event = None if args.json else _progress
-        try:
-            removed, jobs = _run_action(runner, lambda: actions.remove_project(runner, args.name,
-                                                                               on_event=on_event))
-        except actions.ActionFailed as failure:
-            _job_done(args, failure.job, f"removal of the apps of {args.name}")
-            return _fail(args, EXIT_JOB_FAILED, "job_failed", str(failure), job=failure.job.id)
-        _emit(args, {"changed": True, "removed": removed, "jobs": [job.id for job in jobs]}, _removed(removed))
+    outcome = services.remove_project(_ctx(args), args.name, cascade=args.cascade, record_only=args.record_only)
+    if outcome.job is None:
+        _emit(args, {"changed": True, "removed": outcome.record}, _removed(outcome.record))
         return EXIT_OK
-    with _open(args) as reg:
-        removed = reg.remove_project(args.name, cascade=args.cascade)
-    _emit(args, {"changed": True, "removed": removed}, _removed(removed))
-    return EXIT_OK
+    # Its apps are taken out of service first (their containers keep only the backups).
+    return _run_job(args, outcome, f"removal of project {args.name} and its apps",
+                    extra={"changed": True, "removed": outcome.record, "jobs": [outcome.job["id"]]},
+                    done=_removed(outcome.record))
 
 
 # -- apps ----------------------------------------------------------------------------------
@@ -391,36 +389,26 @@ def _load_request(source: str) -> Any:
 
 
 def cmd_app_add(args: argparse.Namespace) -> int:
+    ctx = _ctx(args)
     if args.from_json is not None:
         given = [option for option in (*APP_OPTIONS, "domains", "env", "secret") if getattr(args, option)]
         if args.app or given:
             args.parser.error("--from-json takes the whole app from the JSON document: give no APP or "
                               f"other app options with it (got {', '.join(given) or args.app})")
-        request = registry.app_request(_load_request(args.from_json))
-        project, name, repo = request.pop("project"), request.pop("name"), request.pop("repo")
-        container = request.pop("container", None)
-        if args.container and container and args.container != container:
-            args.parser.error(f"--container {args.container} and the request's container {container} differ")
-        args.container = args.container or container
+        app = services.add_app_request(ctx, _load_request(args.from_json), container=args.container).record
     else:
         if not args.app or not args.repo:
             args.parser.error("give PROJECT/APP and --repo URL, or --from-json FILE")
-        project, name = registry.split_app(args.app)
-        repo = args.repo
         request = _given(args, APP_OPTIONS, APP_NULLABLE)
-        request.pop("repo")
-        request["domains"] = args.domains or []
-        request["env"] = _pairs(args.env, "env")
-        request["secret_env"] = _secrets(args.secret)
-    with _open(args) as reg:
-        app = reg.add_app(project, name, repo, container=args.container, **request)
-    _emit(args, {"changed": True, "app": app}, [f"added app {project}/{name}", *_app_text(app)])
+        repo = request.pop("repo")
+        app = services.add_app(ctx, args.app, repo, container=args.container, domains=args.domains or [],
+                               env=_pairs(args.env, "env"), secret_env=_secrets(args.secret), **request).record
+    _emit(args, {"changed": True, "app": app}, [f"added app {app['project']}/{app['name']}", *_app_text(app)])
     return EXIT_OK
 
 
 def cmd_app_list(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        apps = reg.list_apps(project=args.project, container=args.container)
+    apps = services.list_apps(_ctx(args), project=args.project, container=args.container)
     _emit(args, {"apps": apps}, _table(apps, [
         ("app", lambda a: f"{a['project']}/{a['name']}"), ("container", lambda a: a["container"]),
         ("port", lambda a: a["port"]), ("ref", lambda a: a["ref"]), ("domains", lambda a: ",".join(a["domains"])),
@@ -430,77 +418,104 @@ def cmd_app_list(args: argparse.Namespace) -> int:
 
 
 def cmd_app_show(args: argparse.Namespace) -> int:
-    project, name = registry.split_app(args.app)
-    with _open(args) as reg:
-        app = reg.get_app(project, name)
+    app = services.get_app(_ctx(args), args.app)
     _emit(args, {"app": app}, _app_text(app))
     return EXIT_OK
 
 
 def cmd_app_edit(args: argparse.Namespace) -> int:
-    project, name = registry.split_app(args.app)
-    changes = _given(args, APP_OPTIONS, APP_NULLABLE)
-    with _open(args) as reg:
-        before = reg.get_app(project, name)
-        if args.domains is not None or args.add_domain or args.remove_domain:
-            domains = list(args.domains if args.domains is not None else before["domains"])
-            for domain in args.add_domain or []:
-                if domain not in domains:
-                    domains.append(domain)
-            for domain in args.remove_domain or []:
-                if domain not in domains:
-                    raise NotFound("domain", domain, f"app {project}/{name} serves "
-                                                     f"{', '.join(before['domains']) or 'no domains'}")
-                domains.remove(domain)
-            changes["domains"] = domains
-        written = reg.total_changes
-        app = reg.update_app(project, name, env=_pairs(args.env, "env"), secret_env=_secrets(args.secret),
-                             unset_env=args.unset_env or [], **changes)
-        changed = reg.total_changes != written
-    removed = [domain for domain in before["domains"] if domain not in app["domains"]]
-    added = [domain for domain in app["domains"] if domain not in before["domains"]]
-    lines = [f"app {project}/{name}: {'changed' if changed else 'unchanged'}", *_app_text(app)]
-    if (removed or added) and not args.record_only:
-        # The vhosts follow the record: a domain taken off stops proxying to the app at once.
-        runner = _runner(args)
-        on_event = None if args.json else _progress
-        try:
-            job = _run_action(runner, lambda: actions.apply_domains(runner, args.app, removed, added,
-                                                                    on_event=on_event))
-        except actions.ActionFailed as failure:
-            _job_done(args, failure.job, f"the vhosts of {project}/{name}")
-            return _fail(args, EXIT_JOB_FAILED, "job_failed",
-                         f"{failure} (the registry has the new domains: run `dpl deploy {project}/{name}` to "
-                         "try again)", job=failure.job.id)
-        if job is not None:
-            lines.append(f"vhosts: removed {', '.join(removed) or '-'}; added {', '.join(added) or '-'} "
-                         f"(job {job.id})")
-        _emit(args, {"changed": changed, "app": app, "job": job.id if job else None}, lines)
+    outcome = services.edit_app(
+        _ctx(args), args.app, domains=args.domains, add_domains=args.add_domain or [],
+        remove_domains=args.remove_domain or [], env=_pairs(args.env, "env"), secret_env=_secrets(args.secret),
+        unset_env=args.unset_env or [], record_only=args.record_only, **_given(args, APP_OPTIONS, APP_NULLABLE))
+    app = outcome.record
+    name = f"{app['project']}/{app['name']}"
+    lines = [f"app {name}: {'changed' if outcome.changed else 'unchanged'}", *_app_text(app)]
+    if outcome.job is None:
+        _emit(args, {"changed": outcome.changed, "app": app}, lines)
         return EXIT_OK
-    _emit(args, {"changed": changed, "app": app}, lines)
-    return EXIT_OK
+    # The vhosts follow the record: a domain taken off stops proxying to the app at once.
+    return _run_job(args, outcome, f"the vhosts of {name}", extra={"changed": outcome.changed, "app": app},
+                    done=lines + outcome.notes,
+                    failed_hint=f"the registry has the new domains: run `dpl deploy {name}` to try again")
 
 
 def cmd_app_remove(args: argparse.Namespace) -> int:
-    if args.record_only:
-        project, name = registry.split_app(args.app)
-        with _open(args) as reg:
-            reg.remove_app(project, name)
-        _emit(args, {"changed": True, "removed": {"apps": [f"{project}/{name}"]}},
-              f"removed the record of {project}/{name} (its container was not touched)")
+    outcome = services.remove_app(_ctx(args), args.app, record_only=args.record_only)
+    if outcome.job is None:
+        _emit(args, {"changed": True, "removed": outcome.record},
+              f"removed the record of {args.app} (its container was not touched)")
         return EXIT_OK
-    runner = _runner(args)
-    return _action(args, runner, f"removal of {args.app}",
-                   lambda on_event: actions.remove_app(runner, args.app, on_event=on_event))
+    return _run_job(args, outcome, f"removal of {args.app}")
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    ctx = _ctx(args)
+    if args.from_json is not None:
+        if args.app or args.ref:
+            args.parser.error("give either PROJECT/APP (with --ref) or --from-json, not both")
+        outcome = services.deploy_request(ctx, _load_request(args.from_json))
+        return _run_job(args, outcome, "deploy")
+    if not args.app:
+        args.parser.error("name the app as PROJECT/APP, or give the request with --from-json")
+    return _run_job(args, services.deploy(ctx, args.app, args.ref), f"deploy of {args.app}")
+
+
+def cmd_app_rollback(args: argparse.Namespace) -> int:
+    return _run_job(args, services.rollback(_ctx(args), args.app), f"rollback of {args.app}")
+
+
+def cmd_app_restore(args: argparse.Namespace) -> int:
+    return _run_job(args, services.restore(_ctx(args), args.app, args.backup), f"restore of {args.app}")
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return str(value)
+
+
+def cmd_app_history(args: argparse.Namespace) -> int:
+    found = services.app_history(_ctx(args), args.app)
+    if args.action == "releases":
+        rows = found["releases"] or []
+        text = _table(rows, [("release", lambda r: r["id"]), ("commit", lambda r: (r["commit"] or "")[:12]),
+                             ("ref", lambda r: r["ref"]), ("size", lambda r: _size(r["size"])),
+                             ("", lambda r: "live" if r["live"] else "previous" if r["previous"] else "")],
+                      f"{args.app} has no releases yet: `dpl deploy {args.app}`")
+        _emit(args, {"releases": rows, "live_release": found["live_release"],
+                     "previous_release": found["previous_release"]}, text)
+    else:
+        rows = found["backups"] or []
+        text = _table(rows, [("backup", lambda r: r["name"]), ("time", lambda r: r["time"]),
+                             ("commit", lambda r: r["commit"]), ("size", lambda r: _size(r["size"]))],
+                      f"{args.app} has no backups yet (each deploy backs up the release it replaces)")
+        _emit(args, {"backups": rows}, text)
+    return EXIT_OK
+
+
+def cmd_example(args: argparse.Namespace) -> int:
+    """Publish and deploy the bundled example app (what scripts/setup runs)."""
+    from dpl_web import example
+
+    say = (lambda line: None) if args.json else (lambda line: print(f"dpl: {line}", file=sys.stderr))
+    report = example.ensure(_ctx(args), args.bridge_address, on_event=None if args.json else _progress, say=say)
+    state = "deployed" if report["deployed"] else "already deployed"
+    _emit(args, report, [f"example app {state} (commit {report['commit'][:12]}): {report['url']}",
+                         f"try it: {report['curl']}"])
+    return EXIT_OK
 
 
 # -- jobs ----------------------------------------------------------------------------------
 
 
 def cmd_job_list(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        jobs = reg.list_jobs(app=args.app, project=args.project, container=args.container, status=args.status,
-                             kind=args.kind, limit=args.limit)
+    jobs = services.list_jobs(_ctx(args), app=args.app, project=args.project, container=args.container,
+                              status=args.status, kind=args.kind, limit=args.limit)
     _emit(args, {"jobs": jobs}, _table(jobs, [
         ("id", lambda j: j["id"]), ("kind", lambda j: j["kind"]), ("target", lambda j: j["target"]),
         ("status", lambda j: j["status"]), ("who", lambda j: j["who"]), ("created", lambda j: j["created_at"]),
@@ -523,10 +538,11 @@ def terminal_safe(text: str) -> str:
 
 
 def cmd_job_show(args: argparse.Namespace) -> int:
-    with _open(args) as reg:
-        job = reg.get_job(args.id)
+    job = services.get_job(_ctx(args), args.id)
     lines = _fields(job, ("id", "kind", "target", "container", "project", "who", "status", "created_at",
                           "started_at", "finished_at", "commit", "summary"))
+    if job["replaced_by"]:
+        lines.append(f"{'replaced by:':<16} job {job['replaced_by']}")
     if job["changed"] is not None:
         lines.append(f"{'changed:':<16} {json.dumps(job['changed'])}")
     if job["log"]:
@@ -536,177 +552,114 @@ def cmd_job_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# -- jobs: deploys and container actions -----------------------------------------------------
+def cmd_job_follow(args: argparse.Namespace) -> int:
+    ctx = _ctx(args)
+    job = services.get_job(ctx, args.id)
+    if args.json:
+        # One JSON document per event, as they come (JSON lines), ending with the job's.
+        for event in follow.events(ctx.registry_path, job["id"], after=args.after):
+            print(json.dumps(event), flush=True)
+        return EXIT_OK if services.get_job(ctx, job["id"])["status"] == "successful" else EXIT_JOB_FAILED
+    return _follow_and_report(args, ctx, job, f"{job['kind']} of {job['target']}", after=args.after)
+
+
+def cmd_job_cancel(args: argparse.Namespace) -> int:
+    job = services.cancel_job(_ctx(args), args.id).record
+    state = "canceled" if job["status"] == "canceled" else "asked to stop (the worker stops it within a moment)"
+    _emit(args, {"changed": True, "job": {k: v for k, v in job.items() if k != "log"}}, f"job {job['id']}: {state}")
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from dpl_web.jobs.worker import Worker
+
+    runner = Worker(_registry_path(args), slots=args.slots, idle_exit=args.idle_exit)
+    if not runner.run(wait_for_lock=not args.no_wait):
+        print(f"dpl worker: another worker runs the jobs of {runner.registry_path}", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- following jobs --------------------------------------------------------------------------
 
 
 def _progress(event: dict[str, Any]) -> None:
-    """Print a job's progress on stderr as its tasks run (stdout keeps the result)."""
-    kind, data = event.get("event"), event.get("event_data") or {}
-    if kind == "playbook_on_task_start":
-        print(f"==> {data.get('task')}", file=sys.stderr, flush=True)
-    elif kind in ("runner_item_on_ok", "runner_item_on_failed", "runner_on_ok", "runner_on_failed",
-                  "runner_on_unreachable"):
-        res = data.get("res") or {}
-        if kind == "runner_on_ok" and res.get("results"):
-            return  # a loop: its items were printed one by one
-        label = res.get("_ansible_item_label") or res.get("item")
-        label = f" ({label})" if isinstance(label, str) else ""
-        if kind.endswith("failed") or kind.endswith("unreachable"):
-            first = str(res.get("msg", "failed")).splitlines()
-            print(f"    FAILED {data.get('host')}{label}: {first[0] if first else 'failed'}", file=sys.stderr,
-                  flush=True)
+    """Print a job's progress on stderr as its events come (stdout keeps the result)."""
+    kind = event["type"]
+    if kind == "task":
+        print(f"==> {terminal_safe(event['task'])}", file=sys.stderr, flush=True)
+    elif kind == "note":
+        print(f"    {terminal_safe(event['msg'])}", file=sys.stderr, flush=True)
+    elif kind == "result":
+        label = f" ({event['item']})" if isinstance(event.get("item"), str) else ""
+        if event["status"] in ("failed", "unreachable"):
+            first = str(event.get("msg") or "failed").splitlines()
+            print(f"    FAILED {event['host']}{label}: {terminal_safe(first[0] if first else 'failed')}",
+                  file=sys.stderr, flush=True)
         else:
-            state = "changed" if res.get("changed") else "ok"
-            details = ", ".join(f"{key} {str(res[key])[:12]}" for key in ("commit", "release", "ipv4", "status")
-                                if res.get(key))
-            print(f"    {state} {data.get('host')}{label}" + (f": {details}" if details else ""),
+            state = "changed" if event.get("changed") else "ok"
+            details = ", ".join(f"{key} {str(event[key])[:12]}" for key in ("commit", "release", "ipv4", "status")
+                                if event.get(key))
+            print(f"    {state} {event['host']}{label}" + (f": {terminal_safe(details)}" if details else ""),
                   file=sys.stderr, flush=True)
 
 
-def _run_action(runner: JobRunner, call: Callable[[], Job]) -> Job:
-    """Run an action (one or more jobs) in a thread; on Ctrl-C cancel its running job."""
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            outcome["job"] = call()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the main thread below
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=work, name="dpl-action", daemon=True)
-    thread.start()
+def _follow(args: argparse.Namespace, ctx: services.Context, job: dict[str, Any], after: int = 0) -> dict[str, Any]:
+    """Follow the job until it ends, printing its progress. Ctrl-C stops following (the job
+    goes on: ``dpl job cancel ID``); a second Ctrl-C within :data:`CANCEL_WINDOW` seconds
+    cancels it, and following goes on until it has stopped."""
+    on_event = None if args.json else _progress
     try:
-        while thread.is_alive():
-            thread.join(0.5)
+        return follow.follow(ctx.registry_path, job["id"], on_event, after=after)
     except KeyboardInterrupt:
-        print("dpl: interrupted: canceling the running job...", file=sys.stderr)
-        runner.cancel_all()
-        thread.join()
+        print(f"\ndpl: stopped following job {job['id']}, which goes on in the background: "
+              f"`dpl job follow {job['id']}` follows it again, `dpl job cancel {job['id']}` cancels it. "
+              f"Press Ctrl-C again within {CANCEL_WINDOW} s to cancel it now.", file=sys.stderr, flush=True)
+        try:
+            time.sleep(CANCEL_WINDOW)
+        except KeyboardInterrupt:
+            services.cancel_job(ctx, job["id"])
+            print(f"dpl: canceling job {job['id']}...", file=sys.stderr, flush=True)
+            follow.follow(ctx.registry_path, job["id"], None)
         raise
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["job"]
 
 
-def _job_report(job: Job) -> dict[str, Any]:
-    result = job.result
-    return {"job": job.id, "status": result.status if result else "running",
-            "results": [{k: v for k, v in r.items() if k != "log"} for r in job.results]}
-
-
-def _job_done(args: argparse.Namespace, job: Job, what: str) -> int:
-    report = _job_report(job)
-    lines = [f"{what}: {report['status']} (job {job.id}; `dpl job show {job.id}` has the log)"]
-    for result in report["results"]:
+def _follow_and_report(args: argparse.Namespace, ctx: services.Context, job: dict[str, Any], what: str,
+                       extra: dict[str, Any] | None = None, done: Any = None, failed_hint: str = "",
+                       after: int = 0) -> int:
+    job = _follow(args, ctx, job, after=after)
+    results = [{k: v for k, v in r.items() if k != "log"} for r in follow.results(ctx.registry_path, job["id"])]
+    report = {"job": job["id"], "status": job["status"], "results": results}
+    ok = job["status"] == "successful"
+    if ok and done is not None:
+        _emit(args, dict(extra or {}, **report), done)
+        return EXIT_OK
+    lines = [f"{what}: {job['status']} (job {job['id']}; `dpl job show {job['id']}` has the log)"]
+    for result in results:
         if result.get("commit"):
             lines.append(f"  {result['host']}: commit {result['commit'][:12]}, release {result.get('release')}")
     _emit(args, report, lines)
-    return EXIT_OK if job.result and job.result.ok else EXIT_JOB_FAILED
+    if ok:
+        return EXIT_OK
+    message = f"{what}: job {job['id']} {job['status']}: {job['summary'] or job['status']}"
+    raise JobFailed(f"{message} ({failed_hint})" if failed_hint else message, job)
 
 
-def _runner(args: argparse.Namespace) -> JobRunner:
-    return JobRunner(_registry_path(args))
-
-
-def _action(args: argparse.Namespace, runner: JobRunner, what: str, call: Callable[..., Job]) -> int:
-    on_event = None if args.json else _progress
-    try:
-        job = _run_action(runner, lambda: call(on_event=on_event))
-    except actions.ActionFailed as failure:
-        job = failure.job
-        _job_done(args, job, what)
-        return _fail(args, EXIT_JOB_FAILED, "job_failed", str(failure), job=job.id)
-    return _job_done(args, job, what)
-
-
-def cmd_deploy(args: argparse.Namespace) -> int:
-    runner = _runner(args)
-    if args.from_json is not None:
-        if args.app or args.ref:
-            args.parser.error("give either PROJECT/APP (with --ref) or --from-json, not both")
-        request = _load_request(args.from_json)
-        say = (lambda line: None) if args.json else (lambda line: print(f"dpl: {line}", file=sys.stderr))
-        return _action(args, runner, "deploy", lambda on_event: actions.deploy_request(
-            runner, request, on_event=on_event, say=say))
-    if not args.app:
-        args.parser.error("name the app as PROJECT/APP, or give the request with --from-json")
-    return _action(args, runner, f"deploy of {args.app}",
-                   lambda on_event: actions.deploy(runner, args.app, args.ref, on_event=on_event))
-
-
-def cmd_app_rollback(args: argparse.Namespace) -> int:
-    runner = _runner(args)
-    return _action(args, runner, f"rollback of {args.app}",
-                   lambda on_event: actions.rollback(runner, args.app, on_event=on_event))
-
-
-def cmd_app_restore(args: argparse.Namespace) -> int:
-    runner = _runner(args)
-    return _action(args, runner, f"restore of {args.app}", lambda on_event: actions.restore(
-        runner, args.app, args.backup, on_event=on_event))
-
-
-def _size(value: int | None) -> str:
-    if value is None:
-        return "-"
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return str(value)
-
-
-def cmd_app_history(args: argparse.Namespace) -> int:
-    try:
-        found = actions.history(_runner(args), args.app)
-    except actions.ActionFailed as failure:
-        return _fail(args, EXIT_JOB_FAILED, "job_failed", str(failure), job=failure.job.id)
-    if args.action == "releases":
-        rows = found["releases"] or []
-        text = _table(rows, [("release", lambda r: r["id"]), ("commit", lambda r: (r["commit"] or "")[:12]),
-                             ("ref", lambda r: r["ref"]), ("size", lambda r: _size(r["size"])),
-                             ("", lambda r: "live" if r["live"] else "previous" if r["previous"] else "")],
-                      f"{args.app} has no releases yet: `dpl deploy {args.app}`")
-        _emit(args, {"releases": rows, "live_release": found["live_release"],
-                     "previous_release": found["previous_release"]}, text)
-    else:
-        rows = found["backups"] or []
-        text = _table(rows, [("backup", lambda r: r["name"]), ("time", lambda r: r["time"]),
-                             ("commit", lambda r: r["commit"]), ("size", lambda r: _size(r["size"]))],
-                      f"{args.app} has no backups yet (each deploy backs up the release it replaces)")
-        _emit(args, {"backups": rows}, text)
-    return EXIT_OK
-
-
-def cmd_example(args: argparse.Namespace) -> int:
-    """Publish and deploy the bundled example app (what scripts/setup runs)."""
-    from dpl_web import example
-
-    runner = _runner(args)
-    say = (lambda line: None) if args.json else (lambda line: print(f"dpl: {line}", file=sys.stderr))
-    on_event = None if args.json else _progress
-    try:
-        report = _run_action(runner, lambda: example.ensure(runner, args.bridge_address, on_event=on_event,
-                                                            say=say))
-    except actions.ActionFailed as failure:
-        return _fail(args, EXIT_JOB_FAILED, "job_failed", str(failure), job=failure.job.id)
-    state = "deployed" if report["deployed"] else "already deployed"
-    _emit(args, report, [f"example app {state} (commit {report['commit'][:12]}): {report['url']}",
-                         f"try it: {report['curl']}"])
-    return EXIT_OK
-
-
-def cmd_container_run(args: argparse.Namespace) -> int:
-    runner = _runner(args)
-    if args.action == "create":
-        fields = _given(args, CONTAINER_OPTIONS)
-        return _action(args, runner, f"create of container {args.name}", lambda on_event: actions.create_container(
-            runner, args.name, args.host, on_event=on_event, **fields))
-    if args.action == "delete":
-        return _action(args, runner, f"delete of container {args.name}", lambda on_event: actions.delete_container(
-            runner, args.name, force=args.force, on_event=on_event))
-    return _action(args, runner, f"{args.action} of container {args.name}",
-                   lambda on_event: actions.container_action(runner, args.name, args.action, on_event=on_event))
+def _run_job(args: argparse.Namespace, outcome: services.Outcome, what: str, extra: dict[str, Any] | None = None,
+             done: Any = None, failed_hint: str = "") -> int:
+    """Report a queued job: with --detach its id, else follow it to its end."""
+    ctx = _ctx(args)
+    job = outcome.job
+    if not args.json:
+        for note in outcome.notes:
+            print(f"dpl: {note}", file=sys.stderr)
+    if args.detach:
+        _emit(args, dict(extra or {}, job=job["id"], status=job["status"], replaced=outcome.replaced),
+              [f"job {job['id']} queued: {what}", f"follow it: dpl job follow {job['id']}; cancel it: dpl job cancel "
+                                                  f"{job['id']}"])
+        return EXIT_OK
+    if not args.json:
+        print(f"dpl: job {job['id']}: {what} (Ctrl-C stops following; the job goes on)", file=sys.stderr, flush=True)
+    return _follow_and_report(args, ctx, job, what, extra=extra, done=done, failed_hint=failed_hint)
 
 
 # -- the parser ----------------------------------------------------------------------------
@@ -778,6 +731,9 @@ def _app_options(parser: argparse.ArgumentParser, edit: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     json_option = _json_option()
+    detach_option = argparse.ArgumentParser(add_help=False)
+    detach_option.add_argument("--detach", action="store_true",
+                               help="queue the job, print its id and return (dpl job follow ID attaches to it)")
     parser = argparse.ArgumentParser(
         prog="dpl", description="DPL: many web apps on one LXD host. Edit the registry of hosts, "
                                 "containers, projects and apps, and list the jobs run against them.",
@@ -788,11 +744,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "~/.local/share/dpl/registry.sqlite3)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(group: argparse._SubParsersAction, name: str, func: Callable, summary: str,
+    def command(group: argparse._SubParsersAction, name: str, func: Callable, summary: str, job: bool = False,
                 **kwargs: Any) -> argparse.ArgumentParser:
+        """A command; a ``job`` command queues a job and follows it unless --detach."""
         sub = group.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
-                               parents=[json_option], **kwargs)
-        sub.set_defaults(func=func, parser=sub)
+                               parents=[json_option, detach_option] if job else [json_option], **kwargs)
+        sub.set_defaults(func=func, parser=sub, detach=False)
         return sub
 
     init = command(commands, "init", cmd_init, "create or migrate the registry and record this machine "
@@ -836,16 +793,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("name")
     sub.add_argument("--cascade", action="store_true", help="also remove its projects and apps")
     sub = command(containers, "create", cmd_container_run,
-                  "record a container and create it in LXD, with the seed's directory layout")
+                  "record a container and create it in LXD, with the seed's directory layout", job=True)
     sub.add_argument("name")
     sub.add_argument("--host", default="local", help="the LXD host it runs on (default local)")
     _container_options(sub, edit=False)
     for verb, summary in (("start", "start a container"), ("stop", "stop a container"),
                           ("restart", "restart a container"),
                           ("reconfigure", "apply the registry's limits, profiles and address to a container")):
-        command(containers, verb, cmd_container_run, summary).add_argument("name")
+        command(containers, verb, cmd_container_run, summary, job=True).add_argument("name")
     sub = command(containers, "delete", cmd_container_run,
-                  "delete a container in LXD, then its record (refused while it has apps)")
+                  "delete a container in LXD, then its record (refused while it has apps)", job=True)
     sub.add_argument("name")
     sub.add_argument("--force", action="store_true", help="delete it with its apps, and remove their vhosts")
 
@@ -862,7 +819,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("name")
     sub.add_argument("--container", help="move the record to this container (deploy again afterwards)")
     sub.add_argument("--notes")
-    sub = command(projects, "remove", cmd_project_remove, "remove a project (refused while it has apps)")
+    sub = command(projects, "remove", cmd_project_remove, "remove a project (refused while it has apps)", job=True)
     sub.add_argument("name")
     sub.add_argument("--cascade", action="store_true",
                      help="also remove its apps: each is taken out of service first (backups kept)")
@@ -885,7 +842,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--container", help="only this container's")
     command(apps, "show", cmd_app_show, "show an app (secret values masked)").add_argument(
         "app", metavar="PROJECT/APP")
-    sub = command(apps, "edit", cmd_app_edit, "change an app")
+    sub = command(apps, "edit", cmd_app_edit, "change an app (a change of domains runs a job for the vhosts)",
+                  job=True)
     sub.add_argument("app", metavar="PROJECT/APP")
     _app_options(sub, edit=True)
     sub.add_argument("--add-domain", action="append", metavar="DOMAIN", help="add a domain, repeatable")
@@ -894,13 +852,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="change only the registry: write or remove no vhost for the domains changed")
     sub.add_argument("--unset-env", action="append", metavar="NAME", help="remove a variable, repeatable")
     sub = command(apps, "remove", cmd_app_remove, "stop an app, remove its releases and vhosts, then its record "
-                                                  "(backups stay)")
+                                                  "(backups stay)", job=True)
     sub.add_argument("app", metavar="PROJECT/APP")
     sub.add_argument("--record-only", action="store_true", help="only remove the registry record")
 
-    sub = command(apps, "rollback", cmd_app_rollback, "switch an app back to its previous release")
+    sub = command(apps, "rollback", cmd_app_rollback, "switch an app back to its previous release", job=True)
     sub.add_argument("app", metavar="PROJECT/APP")
-    sub = command(apps, "restore", cmd_app_restore, "rebuild an app from one of its backups and make it live")
+    sub = command(apps, "restore", cmd_app_restore, "rebuild an app from one of its backups and make it live",
+                  job=True)
     sub.add_argument("app", metavar="PROJECT/APP")
     sub.add_argument("backup", help="the backup's file name (dpl app backups PROJECT/APP)")
     command(apps, "releases", cmd_app_history, "list an app's releases (time, commit, size)").add_argument(
@@ -908,7 +867,7 @@ def build_parser() -> argparse.ArgumentParser:
     command(apps, "backups", cmd_app_history, "list an app's backups (time, commit, size)").add_argument(
         "app", metavar="PROJECT/APP")
 
-    sub = command(commands, "deploy", cmd_deploy, "deploy an app from git into its container",
+    sub = command(commands, "deploy", cmd_deploy, "deploy an app from git into its container", job=True,
                   epilog='--from-json takes the seed\'s request: {"name": "pixel-sushi", "project": '
                          '"pixel-sushi", "repo": "https://.../pixel-sushi.git"} plus optional ref, port, '
                          'domain, start, deploy_script, env, container. It records (or updates) the app, '
@@ -933,14 +892,33 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
     sub = command(jobs, "show", cmd_job_show, "show a job with its log")
     sub.add_argument("id", type=int)
+    sub = command(jobs, "follow", cmd_job_follow, "follow a job's progress live until it ends (--json: one event "
+                                                  "per line)")
+    sub.add_argument("id", type=int)
+    sub.add_argument("--after", type=int, default=0, metavar="SEQ",
+                     help="start after this event (the sequence number of the last one seen)")
+    sub = command(jobs, "cancel", cmd_job_cancel, "cancel a queued job, or stop a running one")
+    sub.add_argument("id", type=int)
+
+    sub = command(commands, "worker", cmd_worker, "run queued jobs (scripts/setup keeps one running; any job "
+                                                  "command starts one when none runs)")
+    sub.add_argument("--slots", type=int, metavar="N", help="jobs run at once (default, or 0: the number of cores)")
+    sub.add_argument("--idle-exit", type=float, metavar="SECONDS", help="stop after this long without work "
+                                                                        "(default: run until stopped)")
+    sub.add_argument("--no-wait", action="store_true",
+                     help="exit at once when another worker runs (default: wait to take over from it)")
     return parser
 
 
-def _fail(args: argparse.Namespace, code: int, error: str, message: str, **details: Any) -> int:
-    print(f"dpl: {message}", file=sys.stderr)
+def _fail(args: argparse.Namespace, exc: DplError) -> int:
+    """Report an error: one sentence on stderr (the message, then what to do), and with
+    --json its description on stdout. The exit code is the error kind's."""
+    body = errors.describe(exc)
+    extra = CLI_REMEDIES.get(exc.remedy or "", "")
+    print(f"dpl: {exc.explain()}" + (f" ({extra})" if extra else ""), file=sys.stderr)
     if getattr(args, "json", False):
-        print(json.dumps({"error": dict({"type": error, "message": message}, **details)}, indent=2))
-    return code
+        print(json.dumps({"error": body}, indent=2))
+    return exc.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -953,18 +931,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SystemExit as exc:  # args.parser.error() in a command: usage
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    except validation.ValidationError as exc:
-        value = exc.value if isinstance(exc.value, str | int | float | bool | type(None)) else repr(exc.value)
-        return _fail(args, EXIT_INVALID, "invalid", f"{exc} (nothing was changed)",
-                     field=exc.field, value=value, rule=exc.rule)
-    except NotFound as exc:
-        return _fail(args, EXIT_NOT_FOUND, "not_found", str(exc), kind=exc.kind, name=exc.name)
-    except Conflict as exc:
-        return _fail(args, EXIT_CONFLICT, "conflict", f"{exc} (nothing was changed)")
-    except RegistryError as exc:
-        return _fail(args, EXIT_REGISTRY, "registry", str(exc))
-    except Failure as exc:
-        return _fail(args, EXIT_FAILURE, "failure", str(exc))
+    except DplError as exc:
+        return _fail(args, exc)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 

@@ -15,10 +15,9 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from dpl_web import actions, paths
+from dpl_web import paths, services
 from dpl_web.collection import validation
-from dpl_web.jobs import EventHandler, JobRunner
-from dpl_web.registry import NotFound, Registry
+from dpl_web.errors import NotFound
 
 EXAMPLE_DIR = paths.REPO_ROOT / "examples" / "hello"
 REPO_NAME = "example.git"
@@ -95,14 +94,15 @@ def served() -> bool:
     return answer.startswith(b"HTTP/1.1 200") and b"Hello from DPL" in answer
 
 
-def ensure(runner: JobRunner, bridge_address: str, on_event: EventHandler | None = None,
+def ensure(ctx: services.Context, bridge_address: str, on_event: Callable[[dict], None] | None = None,
            say: Callable[[str], None] = lambda line: None) -> dict:
-    """Publish, record and deploy the example as needed. Returns what was done."""
+    """Publish, record and deploy the example as needed, waiting for the deploy. Returns
+    what was done; a deploy that fails raises dpl_web.errors.JobFailed."""
     commit, published = publish()
     repo = f"git://{bridge_address}/{REPO_NAME}"
     report = {"commit": commit, "published": published, "deployed": False, "changed": published,
               "url": f"https://{DOMAIN}/", "curl": curl_line()}
-    with Registry.open(runner.registry_path, create=False) as reg:
+    with ctx.open() as reg:
         try:
             reg.get_app(PROJECT, APP)
             last = reg.list_jobs(app=f"{PROJECT}/{APP}", kind="deploy", status="successful", limit=1)
@@ -115,11 +115,14 @@ def ensure(runner: JobRunner, bridge_address: str, on_event: EventHandler | None
     request = {"project": PROJECT, "name": APP, "container": CONTAINER, "repo": repo, "ref": "main",
                "port": PORT, "domain": DOMAIN, "health_path": "/health"}
     try:
-        with Registry.open(runner.registry_path, create=False) as reg:
-            if reg.get_container(CONTAINER)["status"] != "Running":
-                actions.container_action(runner, CONTAINER, "start", on_event=on_event)
+        if services.get_container(ctx, CONTAINER)["status"] != "Running":
+            # Queued first: the deploy waits for it (one job at a time per container).
+            services.container_action(ctx, CONTAINER, "start")
     except NotFound:
         pass  # deploy_request creates it
-    actions.deploy_request(runner, request, on_event=on_event, say=say)
+    outcome = services.deploy_request(ctx, request)
+    for note in outcome.notes:
+        say(note)
+    services.wait(ctx, outcome.job, on_event)
     report.update(deployed=True, changed=True)
     return report

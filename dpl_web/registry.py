@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 
 from dpl_web import paths
 from dpl_web.collection import validation
+from dpl_web.errors import Conflict, NotFound, RegistryUnusable
 
 ValidationError = validation.ValidationError
 
@@ -160,6 +161,25 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE app ADD COLUMN live_port INTEGER;
     """,
+    # v6: jobs run in a background worker. The row holds what the worker needs to run the job
+    # (its parameters, never a secret, and its timeout), a cancel request any process can
+    # make, the job that replaced a queued deploy, and what the job found; each job's events
+    # are stored as they arrive, numbered, so any process can follow it from any point.
+    """
+    ALTER TABLE job ADD COLUMN params TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE job ADD COLUMN timeout INTEGER NOT NULL DEFAULT 3600;
+    ALTER TABLE job ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE job ADD COLUMN replaced_by INTEGER;
+    ALTER TABLE job ADD COLUMN result TEXT;
+    CREATE TABLE job_event (
+        job_id INTEGER NOT NULL REFERENCES job (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (job_id, seq)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -169,6 +189,8 @@ BUSY_TIMEOUT = 30  # seconds a writer waits for another one before giving up
 JOB_STATUSES = ("queued", "running", "successful", "failed", "canceled", "timeout")
 JOB_FINISHED = ("successful", "failed", "canceled", "timeout")
 JOB_TARGET_KINDS = ("host", "container", "project", "app")
+# The events of this many newest jobs are kept (a job's log stays with it for good).
+KEEP_JOB_EVENTS = 1000
 
 # Containers get addresses from this offset in their host's bridge network up: the first
 # few are left for the host and whatever else the operator puts on the bridge.
@@ -182,24 +204,8 @@ BACKUP_ROOT = "/root/backups"
 SECRET_MASK = "********"
 
 
-class RegistryError(Exception):
-    """The registry file cannot be opened or is not a DPL registry."""
-
-
-class NotFound(LookupError):
-    """A host, container, project, app or job the caller named does not exist."""
-
-    def __init__(self, kind: str, name: str, hint: str = ""):
-        self.kind = kind
-        self.name = name
-        message = f"{kind} {name!r} does not exist"
-        super().__init__(f"{message}: {hint}" if hint else message)
-
-
-class Conflict(Exception):
-    """The change clashes with what is recorded: a name, port, domain or address is taken,
-    or the object still has children (pass ``cascade=True`` to remove them too)."""
-
+# The errors the registry raises (dpl_web.errors has the one hierarchy).
+RegistryError = RegistryUnusable
 
 # -- the file ------------------------------------------------------------------------------
 
@@ -253,8 +259,8 @@ def connect(path: Path | str, create: bool = True) -> sqlite3.Connection:
     if not path.exists():
         if not create:
             raise RegistryError(
-                f"the registry {path} does not exist: run `dpl init` (or scripts/setup) to create it, "
-                "or point DPL_REGISTRY at an existing one")
+                f"the registry {path} does not exist",
+                "initialise it (dpl init, or scripts/setup), or point DPL_REGISTRY at an existing one")
         try:
             _create_private(path)
         except OSError as exc:
@@ -326,6 +332,11 @@ def connect_readonly(path: Path | str) -> sqlite3.Connection:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _now_precise() -> str:
+    """Event times: milliseconds, so a follower can tell how long each step took."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def layout(project: str, app: str) -> dict[str, str]:
@@ -560,13 +571,29 @@ def _container_dict(row: sqlite3.Row) -> dict[str, Any]:
 def _job_dict(row: sqlite3.Row, with_log: bool) -> dict[str, Any]:
     job = {key: row[key] for key in (
         "id", "kind", "target", "container", "project", "who", "status", "created_at", "started_at",
-        "finished_at", "summary")}
-    job["owner"] = row["owner"] if "owner" in row.keys() else None
+        "finished_at", "summary", "owner", "timeout", "replaced_by")}
     job["commit"] = row["commit_id"]
+    job["params"] = json.loads(row["params"])
+    job["cancel_requested"] = bool(row["cancel_requested"])
     job["changed"] = json.loads(row["changed"]) if row["changed"] is not None else None
+    job["result"] = json.loads(row["result"]) if row["result"] is not None else None
     if with_log:
         job["log"] = row["log"]
     return job
+
+
+def _event_dict(row: sqlite3.Row) -> dict[str, Any]:
+    return {"seq": row["seq"], "at": row["at"], "type": row["type"], **json.loads(row["data"])}
+
+
+def jobs_clash(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """May these two jobs not run at the same time? Jobs of one target run one after the
+    other, and an app and its container are one target as far as that goes: stopping or
+    deleting a container in the middle of a deploy in it would break the deploy."""
+    if one["target"] == other["target"]:
+        return True
+    container_job = [job for job in (one, other) if job["target"].startswith("container/")]
+    return bool(container_job) and one["container"] is not None and one["container"] == other["container"]
 
 
 _APPS_SQL = """
@@ -661,14 +688,14 @@ class Registry:
     def _id(self, table: str, name: str, hint: str = "") -> int:
         row = self._one(f"SELECT id FROM {table} WHERE name = ?", (name,))
         if row is None:
-            raise NotFound(table, name, hint or f"see `dpl {table} list`")
+            raise NotFound(table, name, hint)
         return row["id"]
 
     def _app_id(self, project: str, app: str) -> int:
         row = self._one("SELECT a.id FROM app a JOIN project p ON p.id = a.project_id "
                         "WHERE p.name = ? AND a.name = ?", (project, app))
         if row is None:
-            raise NotFound("app", f"{project}/{app}", f"see `dpl app list --project {project}`")
+            raise NotFound("app", f"{project}/{app}", f"list the apps of project {project} to see which exist")
         return row["id"]
 
     # -- hosts -------------------------------------------------------------------------
@@ -679,7 +706,8 @@ class Registry:
     def get_host(self, name: str) -> dict[str, Any]:
         row = self._one("SELECT * FROM host WHERE name = ?", (name,))
         if row is None:
-            raise NotFound("host", name, "see `dpl host list`, or `dpl init` for the local host")
+            raise NotFound("host", name, "list the hosts to see which exist (initialising the registry records "
+                                         "the local one)")
         return _host_dict(row)
 
     @staticmethod
@@ -699,7 +727,7 @@ class Registry:
         self._check_host(values)
         with self.transaction() as conn:
             if self._one("SELECT 1 FROM host WHERE name = ?", (name,)):
-                raise Conflict(f"host {name!r} already exists: change it with `dpl host edit {name}`")
+                raise Conflict(f"host {name!r} already exists", "edit it instead", "edit")
             now = _now()
             columns = ["name", *values, "created_at", "updated_at"]
             conn.execute(f"INSERT INTO host ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
@@ -731,8 +759,7 @@ class Registry:
             or ipaddress.IPv4Address(row["ipv4"]) in (interface.ip, interface.network.broadcast_address)]
         if outside:
             raise Conflict(f"host {host!r}: these containers' addresses do not fit {bridge_ipv4}: "
-                           f"{', '.join(outside)}; give them new addresses first (dpl container edit "
-                           "NAME --ipv4 ...)")
+                           f"{', '.join(outside)}", "give those containers new addresses first")
 
     def ensure_host(self, name: str, **fields: Any) -> tuple[dict[str, Any], bool]:
         """Make sure a host exists with the given fields (others keep their values, or the
@@ -756,8 +783,9 @@ class Registry:
             containers = [row["name"] for row in conn.execute(
                 "SELECT name FROM container WHERE host_id = ? ORDER BY name", (host_id,))]
             if containers and not cascade:
-                raise Conflict(f"host {name!r} still has containers: {', '.join(containers)}; remove them "
-                               "first, or pass --cascade to remove their records too")
+                raise Conflict(f"host {name!r} still has containers: {', '.join(containers)}",
+                               "remove them first, or ask for a cascading removal to remove their records too",
+                               "cascade")
             removed: dict[str, list[str]] = {"hosts": [name], "containers": [], "projects": [], "apps": []}
             for container in containers:
                 self._merge(removed, self.remove_container(container, cascade=True))
@@ -845,11 +873,11 @@ class Registry:
         values = _check("container", fields, CONTAINER_FIELDS, defaults=True)
         with self.transaction() as conn:
             if self._one("SELECT 1 FROM container WHERE name = ?", (name,)):
-                raise Conflict(f"container {name!r} already exists: change it with "
-                               f"`dpl container edit {name}`")
+                raise Conflict(f"container {name!r} already exists", "edit it instead", "edit")
             host_row = self._one("SELECT id, bridge_ipv4 FROM host WHERE name = ?", (host,))
             if host_row is None:
-                raise NotFound("host", host, "see `dpl host list`, or `dpl init` for the local host")
+                raise NotFound("host", host, "list the hosts to see which exist (initialising the registry "
+                                             "records the local one)")
             if values["ipv4"] is None:
                 values["ipv4"] = self._free_ipv4(host_row["id"], host_row["bridge_ipv4"], avoid_ipv4)
             else:
@@ -909,8 +937,9 @@ class Registry:
             projects = [row["name"] for row in conn.execute(
                 "SELECT name FROM project WHERE container_id = ? ORDER BY name", (container_id,))]
             if projects and not cascade:
-                raise Conflict(f"container {name!r} still has projects: {', '.join(projects)}; remove them "
-                               "first, or pass --cascade to remove them and their apps too")
+                raise Conflict(f"container {name!r} still has projects: {', '.join(projects)}",
+                               "remove them first, or ask for a cascading removal to remove them and their apps "
+                               "too", "cascade")
             removed: dict[str, list[str]] = {"containers": [name], "projects": [], "apps": []}
             for project in projects:
                 self._merge(removed, self.remove_project(project, cascade=True))
@@ -986,8 +1015,8 @@ class Registry:
             apps = [row["name"] for row in conn.execute(
                 "SELECT name FROM app WHERE project_id = ? ORDER BY name", (project_id,))]
             if apps and not cascade:
-                raise Conflict(f"project {name!r} still has apps: {', '.join(apps)}; remove them first, "
-                               "or pass --cascade to remove them too")
+                raise Conflict(f"project {name!r} still has apps: {', '.join(apps)}",
+                               "remove them first, or ask for a cascading removal to remove them too", "cascade")
             conn.execute("DELETE FROM app WHERE project_id = ?", (project_id,))
             conn.execute("DELETE FROM project WHERE id = ?", (project_id,))
         return {"projects": [name], "apps": [f"{name}/{app}" for app in apps]}
@@ -1058,7 +1087,7 @@ class Registry:
         if not apps:
             with self._snapshot():
                 self._id("project", project)
-            raise NotFound("app", f"{project}/{name}", f"see `dpl app list --project {project}`")
+            raise NotFound("app", f"{project}/{name}", f"list the apps of project {project} to see which exist")
         return apps[0]
 
     def _check_port(self, container_id: int, port: int, exclude_app_id: int | None, what: str) -> None:
@@ -1143,16 +1172,15 @@ class Registry:
                             "JOIN container c ON c.id = p.container_id WHERE p.name = ?", (project,))
             if row is None:
                 if container is None:
-                    raise NotFound("project", project,
-                                   f"create it with `dpl project add {project} --container CONTAINER`, or "
-                                   "pass --container to create it with the app")
+                    raise NotFound("project", project, "record the project first, or name a container to "
+                                                       "create it in with the app", "give_container")
                 self.add_project(project, container)
                 row = self._one("SELECT p.id, p.container_id, c.name AS container FROM project p "
                                 "JOIN container c ON c.id = p.container_id WHERE p.name = ?", (project,))
             elif container is not None and row["container"] != container:
                 raise Conflict(f"project {project!r} is in container {row['container']!r}, not {container!r}")
             if self._one("SELECT 1 FROM app WHERE project_id = ? AND name = ?", (row["id"], name)):
-                raise Conflict(f"{what} already exists: change it with `dpl app edit {project}/{name}`")
+                raise Conflict(f"{what} already exists", "edit it instead", "edit")
             self._check_port(row["container_id"], values["port"], None, what)
             self._check_domains(domains, None, what)
             now = _now()
@@ -1223,7 +1251,7 @@ class Registry:
         if variable not in secrets:
             raise NotFound("secret variable", variable,
                            f"app {project}/{name} has {', '.join(secrets) or 'no secret variables'}; set it "
-                           f"with `dpl app edit {project}/{name} --secret {variable}`")
+                           "as a secret variable of the app", "edit")
         return secrets[variable]
 
     # -- the inventory -----------------------------------------------------------------
@@ -1246,16 +1274,33 @@ class Registry:
                 by_name[app["container"]]["projects"][app["project"]]["apps"][app["name"]] = app
         return {"hosts": hosts, "containers": containers}
 
-    # -- jobs --------------------------------------------------------------------------
+    # -- jobs ------------------------------------------------------------------------
+    # A job is queued by whoever asks for it, claimed and run by the worker (dpl_web.jobs),
+    # and finished by it; any process can cancel it or follow its events.
 
-    def create_job(self, kind: str, target: str, who: str, owner: str | None = None) -> int:
+    def create_job(self, kind: str, target: str, who: str, owner: str | None = None,
+                   params: Mapping[str, Any] | None = None, timeout: int = 3600) -> int:
         """Record a queued job: ``kind`` (deploy, rollback, container-create, ...), ``target``
-        (``app/PROJECT/APP``, ``container/NAME``, ``project/NAME`` or ``host/NAME``) and
-        ``who`` asked for it. Returns its id. The target need not exist any more later: the
-        job keeps its container and project names for the history."""
+        (``app/PROJECT/APP``, ``container/NAME``, ``project/NAME`` or ``host/NAME``), ``who``
+        asked for it, and the ``params`` its kind needs (JSON, never a secret). Returns its id.
+        The target need not exist any more later: the job keeps its container and project
+        names for the history."""
+        return self.queue_job(kind, target, who, owner=owner, params=params, timeout=timeout)[0]
+
+    def queue_job(self, kind: str, target: str, who: str, owner: str | None = None,
+                  params: Mapping[str, Any] | None = None, timeout: int = 3600,
+                  coalesce: bool = False) -> tuple[int, list[int]]:
+        """:meth:`create_job`; with ``coalesce``, the queued (not yet running) jobs of the same
+        kind and target are replaced by this one (the newest request wins): they end
+        canceled, saying which job replaced them. Returns the new id and the replaced ids."""
         validation.name(kind, "kind")
         target_kind, names = parse_target(target)
         validation.line(who, "who")
+        validation.count(timeout, "timeout", minimum=1, maximum=7 * 24 * 3600)
+        try:
+            params_json = json.dumps(dict(params or {}))
+        except (TypeError, ValueError) as exc:
+            raise ValidationError("params", params, f"must be JSON-serialisable ({exc})") from None
         with self.transaction() as conn:
             container = project = None
             if target_kind == "container":
@@ -1265,17 +1310,34 @@ class Registry:
                 row = self._one("SELECT c.name FROM project p JOIN container c ON c.id = p.container_id "
                                 "WHERE p.name = ?", (project,))
                 container = row[0] if row else None
+            now = _now()
             cursor = conn.execute(
-                "INSERT INTO job (kind, target, container, project, who, status, created_at, owner) "
-                "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)", (kind, target, container, project, who, _now(), owner))
-            return cursor.lastrowid
+                "INSERT INTO job (kind, target, container, project, who, status, created_at, owner, params, timeout) "
+                "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                (kind, target, container, project, who, now, owner, params_json, int(timeout)))
+            job_id = cursor.lastrowid
+            replaced = []
+            if coalesce:
+                replaced = [row[0] for row in conn.execute(
+                    "SELECT id FROM job WHERE kind = ? AND target = ? AND status = 'queued' AND id < ? ORDER BY id",
+                    (kind, target, job_id))]
+                for old in replaced:
+                    summary = (f"replaced by job {job_id}: a newer {kind} of {target} was asked for before this "
+                               "one started")
+                    conn.execute("UPDATE job SET status = 'canceled', finished_at = ?, summary = ?, replaced_by = ? "
+                                 "WHERE id = ?", (now, summary, job_id, old))
+                    self._append_event(conn, old, "finished", {"status": "canceled", "summary": summary,
+                                                               "replaced_by": job_id})
+            self._append_event(conn, job_id, "queued", {"kind": kind, "target": target, "who": who,
+                                                        "replaces": replaced})
+        return job_id, replaced
 
     def get_job(self, job_id: int) -> dict[str, Any]:
         """One job, with its log."""
         validation.count(job_id, "job", minimum=1, maximum=2**62)
         row = self._one("SELECT * FROM job WHERE id = ?", (int(job_id),))
         if row is None:
-            raise NotFound("job", str(job_id), "see `dpl job list`")
+            raise NotFound("job", str(job_id))
         return _job_dict(row, with_log=True)
 
     def start_job(self, job_id: int, owner: str | None = None) -> dict[str, Any]:
@@ -1287,25 +1349,78 @@ class Registry:
                 raise Conflict(f"job {job_id} is {job['status']}, not queued: it cannot start")
             conn.execute("UPDATE job SET status = 'running', started_at = ?, owner = ? WHERE id = ?",
                          (_now(), owner, job_id))
+            self._append_event(conn, job_id, "started", {"owner": owner})
         return self.get_job(job_id)
 
-    def fail_orphaned_jobs(self, is_alive: Callable[[str], bool]) -> list[int]:
-        """Mark failed the queued or running jobs whose owner process is gone (``is_alive``
-        answers for an owner string). Returns their ids."""
+    def claim_jobs(self, owner: str, slots: int) -> list[dict[str, Any]]:
+        """Start up to ``slots`` queued jobs, oldest first, for the worker ``owner``: each only
+        when it clashes (:func:`jobs_clash`) with no running job and with no older queued one,
+        so the jobs of one target run in the order they were asked for. Returns them."""
+        if slots <= 0:
+            return []
+        claimed: list[dict[str, Any]] = []
+        with self.transaction() as conn:
+            rows = conn.execute("SELECT * FROM job WHERE status IN ('queued', 'running') ORDER BY id").fetchall()
+            ahead = [_job_dict(row, with_log=False) for row in rows if row["status"] == "running"]
+            for row in rows:
+                if row["status"] != "queued" or len(claimed) >= slots:
+                    continue
+                job = _job_dict(row, with_log=False)
+                if not any(jobs_clash(job, other) for other in ahead):
+                    conn.execute("UPDATE job SET status = 'running', started_at = ?, owner = ? WHERE id = ?",
+                                 (_now(), owner, job["id"]))
+                    self._append_event(conn, job["id"], "started", {"owner": owner})
+                    claimed.append(job)
+                ahead.append(job)  # a job that waits keeps the younger jobs it clashes with waiting too
+        return [self.get_job(job["id"]) for job in claimed]
+
+    def request_cancel(self, job_id: int, who: str = "") -> dict[str, Any]:
+        """Cancel a job from any process: a queued job ends canceled at once; a running one is
+        flagged, and its worker stops it within a moment. A finished job is a Conflict."""
+        validation.count(job_id, "job", minimum=1, maximum=2**62)
+        with self.transaction() as conn:
+            job = self.get_job(job_id)
+            if job["status"] in JOB_FINISHED:
+                raise Conflict(f"job {job_id} already finished ({job['status']})", "there is nothing to cancel")
+            by = f" by {validation.line(who, 'who')}" if who else ""
+            if job["status"] == "queued":
+                summary = f"canceled{by} before it started"
+                conn.execute("UPDATE job SET status = 'canceled', finished_at = ?, summary = ? WHERE id = ?",
+                             (_now(), summary, job_id))
+                self._append_event(conn, job_id, "finished", {"status": "canceled", "summary": summary})
+            elif not job["cancel_requested"]:
+                conn.execute("UPDATE job SET cancel_requested = 1 WHERE id = ?", (job_id,))
+                self._append_event(conn, job_id, "note", {"msg": f"cancel requested{by}"})
+        return self.get_job(job_id)
+
+    def canceled_jobs(self, job_ids: Iterable[int]) -> set[int]:
+        """Which of these running jobs someone asked to cancel (the worker polls this)."""
+        ids = [int(job_id) for job_id in job_ids]
+        if not ids:
+            return set()
+        return {row[0] for row in self.conn.execute(
+            f"SELECT id FROM job WHERE cancel_requested = 1 AND id IN ({', '.join('?' * len(ids))})", ids)}
+
+    def fail_orphaned_jobs(self, is_alive: Callable[[str], bool],
+                           summary: str = "the process running this job died before it finished") -> list[int]:
+        """Mark failed the running jobs whose owner process is gone (``is_alive`` answers for
+        an owner string). Returns their ids."""
         with self.transaction() as conn:
             orphaned = [row["id"] for row in conn.execute(
-                "SELECT id, owner FROM job WHERE status IN ('queued', 'running') AND owner IS NOT NULL")
+                "SELECT id, owner FROM job WHERE status = 'running' AND owner IS NOT NULL")
                 if not is_alive(row["owner"])]
             for job_id in orphaned:
                 conn.execute("UPDATE job SET status = 'failed', finished_at = ?, summary = ? WHERE id = ?",
-                             (_now(), "the process running this job died before it finished", job_id))
+                             (_now(), summary, job_id))
+                self._append_event(conn, job_id, "finished", {"status": "failed", "summary": summary})
         return orphaned
 
     def finish_job(self, job_id: int, status: str, commit: str | None = None, summary: str | None = None,
-                   log: str | None = None, changed: Any = None) -> dict[str, Any]:
+                   log: str | None = None, changed: Any = None, result: Any = None) -> dict[str, Any]:
         """Record how a job ended: ``status`` is successful, failed, canceled or timeout;
         ``commit`` the commit deployed, ``summary`` a line or two for humans, ``log`` the
-        output, ``changed`` a JSON-serialisable account of what changed."""
+        output, ``changed`` a JSON-serialisable account of what changed, ``result`` what the
+        job found (an app's releases, ...). The last event of the job says so."""
         validation.count(job_id, "job", minimum=1, maximum=2**62)
         validation.choice(status, "status", JOB_FINISHED)
         if commit is not None:
@@ -1316,6 +1431,7 @@ class Registry:
             log = validation.output(log, "log")
         try:
             changed_json = json.dumps(changed) if changed is not None else None
+            result_json = json.dumps(result) if result is not None else None
         except (TypeError, ValueError) as exc:
             raise ValidationError("changed", changed, f"must be JSON-serialisable ({exc})") from None
         with self.transaction() as conn:
@@ -1324,9 +1440,39 @@ class Registry:
                 raise Conflict(f"job {job_id} already finished ({job['status']})")
             conn.execute(
                 "UPDATE job SET status = ?, finished_at = ?, commit_id = COALESCE(?, commit_id), "
-                "summary = COALESCE(?, summary), log = COALESCE(?, log), changed = COALESCE(?, changed) "
-                "WHERE id = ?", (status, _now(), commit, summary, log, changed_json, job_id))
+                "summary = COALESCE(?, summary), log = COALESCE(?, log), changed = COALESCE(?, changed), "
+                "result = COALESCE(?, result) WHERE id = ?",
+                (status, _now(), commit, summary, log, changed_json, result_json, job_id))
+            self._append_event(conn, job_id, "finished", {"status": status, "summary": summary or job["summary"],
+                                                          "commit": commit})
+            # Events are for following jobs: those of old jobs go (their logs stay).
+            conn.execute("DELETE FROM job_event WHERE job_id <= ?", (job_id - KEEP_JOB_EVENTS,))
         return self.get_job(job_id)
+
+    # -- job events ----------------------------------------------------------------------
+
+    def _append_event(self, conn: sqlite3.Connection, job_id: int, kind: str, data: Mapping[str, Any]) -> int:
+        seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM job_event WHERE job_id = ?", (job_id,)).fetchone()[0]
+        conn.execute("INSERT INTO job_event (job_id, seq, at, type, data) VALUES (?, ?, ?, ?, ?)",
+                     (job_id, seq, _now_precise(), kind, json.dumps(dict(data))))
+        return seq
+
+    def add_job_event(self, job_id: int, kind: str, data: Mapping[str, Any]) -> int:
+        """Append an event to a job's stream (already trimmed and masked by the caller);
+        returns its sequence number, 1 for the first event of the job."""
+        validation.name(kind, "event type")
+        with self.transaction() as conn:
+            return self._append_event(conn, int(job_id), kind, data)
+
+    def job_events(self, job_id: int, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """The job's events with a sequence number above ``after``, in order: ``{"seq", "at",
+        "type", ...}``. Following a job is calling this with the last ``seq`` seen."""
+        validation.count(job_id, "job", minimum=1, maximum=2**62)
+        validation.count(after, "after", minimum=0, maximum=2**62)
+        validation.count(limit, "limit", minimum=1, maximum=100000)
+        rows = self.conn.execute("SELECT seq, at, type, data FROM job_event WHERE job_id = ? AND seq > ? "
+                                 "ORDER BY seq LIMIT ?", (int(job_id), int(after), int(limit)))
+        return [_event_dict(row) for row in rows]
 
     def list_jobs(self, *, app: str | None = None, project: str | None = None, container: str | None = None,
                   status: str | list[str] | None = None, kind: str | None = None, target: str | None = None,
@@ -1361,15 +1507,3 @@ class Registry:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self.conn.execute(f"SELECT * FROM job {where} ORDER BY id DESC LIMIT ?", (*params, limit))
         return [_job_dict(row, with_log=False) for row in rows]
-
-    def fail_stale_jobs(self, summary: str = "the DPL server stopped while this job was queued or running"
-                        ) -> list[int]:
-        """Mark every queued or running job failed (the server calls this when it starts: no
-        job of a previous server process can still be running). Returns their ids."""
-        validation.text(summary, "summary")
-        with self.transaction() as conn:
-            ids = [row[0] for row in conn.execute(
-                "SELECT id FROM job WHERE status IN ('queued', 'running') ORDER BY id")]
-            conn.execute("UPDATE job SET status = 'failed', finished_at = ?, summary = COALESCE(summary, ?) "
-                         "WHERE status IN ('queued', 'running')", (_now(), summary))
-        return ids

@@ -204,7 +204,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         try:
             registry = dpl_registry.Registry.open(registry_path, create=False)
         except dpl_registry.RegistryError as exc:
-            raise AnsibleParserError("%s: %s" % (config_path, to_native(exc))) from exc
+            raise AnsibleParserError("%s: %s" % (config_path, to_native(exc.explain()))) from exc
         try:
             data = registry.inventory()
         except (dpl_registry.RegistryError, sqlite3.Error) as exc:

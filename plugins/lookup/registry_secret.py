@@ -118,11 +118,11 @@ class LookupModule(LookupBase):
         try:
             registry = dpl_registry.Registry.open(self.get_option("registry") or None, create=False)
         except dpl_registry.RegistryError as exc:
-            raise AnsibleLookupError(to_native(exc)) from exc
+            raise AnsibleLookupError(to_native(exc.explain())) from exc
         try:
             secrets = registry.app_secrets(project, app)
         except (dpl_registry.NotFound, dpl_registry.RegistryError) as exc:
-            raise AnsibleLookupError(to_native(exc)) from exc
+            raise AnsibleLookupError(to_native(exc.explain())) from exc
         finally:
             registry.close()
         if not names:

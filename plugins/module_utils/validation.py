@@ -26,7 +26,7 @@ import re
 from urllib.parse import unquote
 
 __all__ = [
-    "ValidationError",
+    "DplError", "ValidationError",
     "app_name", "name", "container_name", "domain", "domains", "repo_url", "git_ref", "port",
     "relative_path", "url_path", "env_name", "env_value", "command", "ipv4", "lxd_endpoint",
     "size", "cpu_limit", "count", "text",
@@ -70,8 +70,42 @@ DEFAULT_CERTIFICATE_NAME = "default.invalid"
 FILE_REPO_ROOT = "/srv/dpl/git/"
 
 
-class ValidationError(ValueError):
+class DplError(Exception):
+    """The root of every error DPL reports to a user (the control plane's kinds are in
+    dpl_web/errors.py). It lives here because modules import this file and nothing else.
+
+    Each kind has a stable ``code`` that clients may rely on, the ``exit_code`` of the CLI,
+    the ``http_status`` of the API, and a ``hint``: what to do next, in words that name no
+    particular client (no command line, no URL).
+    """
+
+    code = "failure"
+    exit_code = 1
+    http_status = 500
+    hint = ""
+    # A machine-readable name for what would fix it ("cascade", "edit", ...), which each
+    # client may turn into its own advice (a command line, a button).
+    remedy = None
+
+    def __init__(self, message, hint=None, remedy=None):
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+        if remedy is not None:
+            self.remedy = remedy
+
+    def explain(self):
+        """The message and, in brackets, what to do: the sentence to show a person."""
+        return "%s (%s)" % (self, self.hint) if self.hint else str(self)
+
+
+class ValidationError(DplError, ValueError):
     """A value was refused. ``field``, ``value`` and ``rule`` say which, what and why."""
+
+    code = "invalid"
+    exit_code = 4
+    http_status = 422
+    hint = "nothing was changed: correct the value and try again"
 
     def __init__(self, field, value, rule):
         self.field = field

@@ -22,13 +22,6 @@ REPO = "https://git.example.com/shop/web.git"
 DPL = str(Path(sys.executable).parent / "dpl")
 
 
-@pytest.fixture(autouse=True)
-def registry_path(tmp_path, monkeypatch):
-    path = tmp_path / "registry.sqlite3"
-    monkeypatch.setenv("DPL_REGISTRY", str(path))
-    return path
-
-
 class Run:
     """Call ``dpl`` in-process; keep the exit code, stdout and stderr."""
 
@@ -267,13 +260,15 @@ def test_app_from_json_on_standard_input(ready):
     dpl = ready
     request = json.dumps({"name": "web", "project": "shop", "repo": REPO})
     dpl("app", "add", "--from-json", "-", stdin=request, expect=5)
-    assert "dpl project add shop --container CONTAINER" in dpl.err and "--container" in dpl.err
+    assert "dpl project add NAME --container CONTAINER" in dpl.err and "--container with the app" in dpl.err
     app = dpl("--json", "app", "add", "--from-json", "-", "--container", "web1", stdin=request).json["app"]
     assert (app["project"], app["name"], app["container"]) == ("shop", "web", "web1")
     # The container may come with the request too.
     dpl("container", "add", "web2")
     request = json.dumps({"name": "site", "project": "blog", "repo": REPO, "container": "web2"})
-    dpl("app", "add", "--from-json", "-", "--container", "web1", stdin=request, expect=2)
+    # Two different containers: a rule of the service, so the same refusal for every client.
+    dpl("app", "add", "--from-json", "-", "--container", "web1", stdin=request, expect=4)
+    assert "differs from the container asked for (web1)" in dpl.err
     app = dpl("--json", "app", "add", "--from-json", "-", stdin=request).json["app"]
     assert (app["project"], app["container"]) == ("blog", "web2")
 

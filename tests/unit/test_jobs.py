@@ -1,47 +1,231 @@
-"""Jobs: one per target, and stopping every process a job started (no LXD needed)."""
+"""The job queue and the worker: waiting, coalescing, cancel from another process, a dead
+worker's jobs, the event stream, and stopping every process a job started.
+
+The worker runs for real (tests/support/worker.py: the real worker with a ``test-sleep``
+kind whose playbook sleeps on localhost), in a process of its own, so that a test can
+cancel from another process or kill it. No LXD needed.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from dpl_web import jobs
+from dpl_web.errors import Conflict
+from dpl_web.jobs import follow, process, worker
 from dpl_web.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[2]
+DPL = str(Path(sys.executable).parent / "dpl")
+
+
+def ids(jobs):
+    return [job["id"] for job in jobs]
+
+
+def wait_for(condition, timeout=60.0, what="the condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+# -- the queue (registry only) ---------------------------------------------------------
+
+
+def test_jobs_of_one_target_run_in_order_and_an_app_waits_for_its_container(stocked):
+    reg = stocked
+    deploy_web = reg.create_job("deploy", "app/shop/web", "alice")
+    stop_web1 = reg.create_job("container-stop", "container/web1", "bob")  # the container of shop/web
+    deploy_site = reg.create_job("deploy", "app/blog/site", "carol")  # another container
+    rollback_web = reg.create_job("rollback", "app/shop/web", "dave")
+    # The stop waits for the deploy in its container; the rollback waits behind both.
+    assert ids(reg.claim_jobs("w:1", slots=10)) == [deploy_web, deploy_site]
+    assert reg.claim_jobs("w:1", slots=10) == []
+    reg.finish_job(deploy_web, "successful")
+    assert ids(reg.claim_jobs("w:1", slots=10)) == [stop_web1]
+    reg.finish_job(stop_web1, "successful")
+    assert ids(reg.claim_jobs("w:1", slots=10)) == [rollback_web]
+    assert reg.get_job(rollback_web)["owner"] == "w:1"
+
+
+def test_no_more_jobs_start_than_there_are_slots(stocked):
+    reg = stocked
+    first = reg.create_job("deploy", "app/shop/web", "alice")
+    second = reg.create_job("deploy", "app/blog/site", "bob")
+    assert ids(reg.claim_jobs("w:1", slots=1)) == [first]
+    assert reg.claim_jobs("w:1", slots=0) == []
+    assert ids(reg.claim_jobs("w:1", slots=1)) == [second]
+
+
+def test_a_newer_deploy_replaces_the_queued_one_and_it_says_so(stocked):
+    reg = stocked
+    older, replaced = reg.queue_job("deploy", "app/shop/web", "alice", params={"app": "shop/web", "ref": "v1"},
+                                    coalesce=True)
+    assert replaced == []
+    newer, replaced = reg.queue_job("deploy", "app/shop/web", "bob", params={"app": "shop/web", "ref": "v2"},
+                                    coalesce=True)
+    assert replaced == [older]
+    gone = reg.get_job(older)
+    assert (gone["status"], gone["replaced_by"]) == ("canceled", newer)
+    assert f"replaced by job {newer}" in gone["summary"]
+    assert reg.job_events(older)[-1] == {**reg.job_events(older)[-1], "type": "finished", "status": "canceled",
+                                         "replaced_by": newer}
+    # The newest request wins; a deploy that already runs is not replaced, nor another kind.
+    assert ids(reg.claim_jobs("w:1", slots=5)) == [newer]
+    rollback, _ = reg.queue_job("rollback", "app/shop/web", "carol", coalesce=False)
+    latest, replaced = reg.queue_job("deploy", "app/shop/web", "dave", coalesce=True)
+    assert replaced == []
+    assert reg.get_job(newer)["status"] == "running" and reg.get_job(rollback)["status"] == "queued"
+    assert reg.get_job(latest)["params"] == {}
+
+
+def test_cancel_ends_a_queued_job_at_once_and_flags_a_running_one(stocked):
+    reg = stocked
+    running = reg.create_job("deploy", "app/shop/web", "alice")
+    queued = reg.create_job("deploy", "app/blog/site", "bob")
+    reg.claim_jobs("w:1", slots=1)
+    assert reg.request_cancel(queued, who="carol")["status"] == "canceled"
+    assert "canceled by carol before it started" in reg.get_job(queued)["summary"]
+    flagged = reg.request_cancel(running, who="carol")
+    assert (flagged["status"], flagged["cancel_requested"]) == ("running", True)
+    assert reg.canceled_jobs([running, queued]) == {running}
+    with pytest.raises(Conflict, match="already finished"):
+        reg.request_cancel(queued)
+
+
+def test_events_are_numbered_per_job_and_read_from_any_point(stocked):
+    reg = stocked
+    job = reg.create_job("deploy", "app/shop/web", "alice")
+    other = reg.create_job("deploy", "app/blog/site", "bob")
+    for number in range(3):
+        reg.add_job_event(job, "note", {"msg": f"step {number}"})
+    events = reg.job_events(job)
+    assert [(e["seq"], e["type"]) for e in events] == [(1, "queued"), (2, "note"), (3, "note"), (4, "note")]
+    assert [e["msg"] for e in reg.job_events(job, after=2)] == ["step 1", "step 2"]
+    assert [e["seq"] for e in reg.job_events(other)] == [1]
+    reg.finish_job(job, "successful", summary="done")
+    assert reg.job_events(job, after=4) == [{**reg.job_events(job, after=4)[0], "type": "finished",
+                                             "status": "successful", "summary": "done"}]
+
+
+# -- the worker (a real one, in its own process) -------------------------------------------
+
+
+def start_worker(registry_path, slots=2, idle_exit=60.0) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tests.support.worker", str(registry_path), str(slots),
+                             str(idle_exit)], cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def sleeper(reg, target="app/shop/web", seconds=60) -> int:
+    return reg.create_job("test-sleep", target, "tester", params={"seconds": seconds})
+
+
+def job_status(registry_path, job_id) -> str:
+    with Registry.open(registry_path) as reg:
+        return reg.get_job(job_id)["status"]
+
+
+def sleeping(registry_path, job_id) -> list[int]:
+    """The `sleep` processes of a running job."""
+    marker = process.job_marker(registry_path, job_id)
+    return [pid for pid in process.job_processes(marker)
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "sleep"]
 
 
 @pytest.fixture
-def registry_path(tmp_path):
-    path = tmp_path / "registry.sqlite3"
-    with Registry.open(path) as reg:
-        reg.ensure_host("local")
-    return path
+def worker_process(registry_path, stocked):
+    started = []
+
+    def start(**kwargs):
+        started.append(start_worker(registry_path, **kwargs))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
 
 
-def test_a_second_job_for_the_same_target_is_refused(registry_path, tmp_path):
+def test_the_worker_runs_a_job_and_anyone_follows_its_events(registry_path, stocked, worker_process):
+    job = sleeper(stocked, seconds=0)
+    worker_process()
+    done = follow.follow(registry_path, job, keep_worker=False)
+    assert done["status"] == "successful", done
+    seen = list(follow.events(registry_path, job, keep_worker=False))
+    assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
+    types = [e["type"] for e in seen]
+    assert types[:2] == ["queued", "started"] and types[-1] == "finished"
+    assert "task" in types and [e["task"] for e in seen if e["type"] == "task"] == ["Sleep 0 seconds"]
+    assert follow.results(registry_path, job)[0]["status"] == "ok"
+
+
+def test_jobs_for_a_busy_target_wait_and_others_run_beside_them(registry_path, stocked, worker_process):
+    first = sleeper(stocked, "app/shop/web", seconds=3)
+    waits = sleeper(stocked, "app/shop/web", seconds=0)
+    beside = sleeper(stocked, "app/blog/site", seconds=0)
+    worker_process(slots=4)
+    for job in (first, waits, beside):
+        assert follow.follow(registry_path, job, keep_worker=False)["status"] == "successful"
     with Registry.open(registry_path) as reg:
-        running = reg.create_job("deploy", "app/shop/web", "alice")
-        reg.start_job(running)
-    runner = jobs.JobRunner(registry_path, jobs_dir=tmp_path / "jobs")
-    with pytest.raises(jobs.JobRefused, match=f"job {running} \\(deploy of app/shop/web\\) is still running"):
-        runner.submit("rollback", "app/shop/web", "playbooks/rollback.yml")
-    with Registry.open(registry_path) as reg:
-        assert [job["id"] for job in reg.list_jobs()] == [running]  # nothing recorded for the refused one
+        first_job, waiting_job, beside_job = (reg.get_job(job) for job in (first, waits, beside))
+    assert waiting_job["started_at"] >= first_job["finished_at"]
+    assert beside_job["finished_at"] <= first_job["finished_at"]  # did not wait for the other target
 
 
-def test_a_job_whose_process_died_stops_blocking_its_target(registry_path):
-    dead = subprocess.Popen(["true"])
+def test_cancel_from_another_process_stops_the_job_and_its_processes(registry_path, stocked, worker_process):
+    job = sleeper(stocked)
+    worker_process()
+    wait_for(lambda: sleeping(registry_path, job), what="the job's sleep")
+    canceled = subprocess.run([DPL, "job", "cancel", str(job)], capture_output=True, text=True, check=False,
+                              env=dict(os.environ, DPL_REGISTRY=str(registry_path)))
+    assert canceled.returncode == 0, canceled.stderr
+    wait_for(lambda: job_status(registry_path, job) == "canceled", timeout=30, what="the cancel")
+    assert sleeping(registry_path, job) == []
+    assert process.job_processes(process.job_marker(registry_path, job)) == []
+
+
+def test_a_new_worker_fails_the_jobs_of_a_dead_one_and_stops_their_processes(registry_path, stocked,
+                                                                             worker_process):
+    job = sleeper(stocked)
+    queued = sleeper(stocked, "app/blog/site", seconds=0)
+    dead = worker_process(slots=1)
+    wait_for(lambda: sleeping(registry_path, job), what="the job's sleep")
+    os.kill(dead.pid, signal.SIGKILL)
     dead.wait()
+    left = sleeping(registry_path, job)
+    assert left, "the killed worker's job processes live on until a new worker stops them"
+    assert job_status(registry_path, job) == "running"
+    worker_process()
+    wait_for(lambda: job_status(registry_path, job) == "failed", timeout=30, what="the recovery")
     with Registry.open(registry_path) as reg:
-        orphan = reg.create_job("deploy", "app/shop/web", "alice", owner=f"{jobs.socket.gethostname()}:{dead.pid}")
-        reg.start_job(orphan, owner=f"{jobs.socket.gethostname()}:{dead.pid}")
-        alive = reg.create_job("deploy", "app/shop/api", "bob", owner=jobs.owner_id())
-        assert reg.fail_orphaned_jobs(jobs.owner_alive) == [orphan]
-        assert reg.get_job(orphan)["status"] == "failed"
-        assert reg.get_job(alive)["status"] == "queued"
+        assert "the worker running this job stopped" in reg.get_job(job)["summary"]
+    assert all(not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+               for pid in left)
+    # What was queued was not lost: the new worker runs it.
+    assert follow.follow(registry_path, queued, keep_worker=False)["status"] == "successful"
+
+
+def test_one_worker_per_registry(registry_path, stocked, worker_process):
+    first = worker_process()
+    wait_for(lambda: worker.worker_running(registry_path), what="the first worker's lock")
+    second = subprocess.run([sys.executable, "-m", "dpl_web", "worker", "--no-wait"], capture_output=True, text=True,
+                            env=dict(os.environ, DPL_REGISTRY=str(registry_path)), timeout=60, check=False)
+    assert second.returncode == 0 and "another worker runs the jobs" in second.stderr
+    assert first.poll() is None
+    # ensure_worker starts none while one runs.
+    assert worker.ensure_worker(registry_path) is False
 
 
 def test_stopping_a_job_reaches_processes_in_other_sessions(tmp_path):
@@ -56,14 +240,14 @@ def test_stopping_a_job_reaches_processes_in_other_sessions(tmp_path):
     other = subprocess.Popen(["sleep", "60"], env=dict(os.environ, DPL_JOB_ID="4242420"))
     try:
         deadline = time.monotonic() + 5
-        while len(jobs.job_processes(424242)) < 2 and time.monotonic() < deadline:
+        while len(process.job_processes("424242")) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert set(jobs.job_processes(424242)) == {stubborn.pid, polite.pid}
-        jobs.stop_job_processes(424242, grace=0.5)
+        assert set(process.job_processes("424242")) == {stubborn.pid, polite.pid}
+        process.stop_job_processes("424242", grace=0.5)
         assert stubborn.wait(timeout=5) == -9 and polite.wait(timeout=5) == -15
         assert other.poll() is None, "another job's process must be left alone"
     finally:
-        for process in (stubborn, polite, other):
-            process.kill()
-            process.wait()
+        for proc in (stubborn, polite, other):
+            proc.kill()
+            proc.wait()
         stubborn.stdout.close()

@@ -1,0 +1,476 @@
+"""Every operation a user can ask DPL for, in one place: the CLI, the JSON API and the web
+pages are thin adapters over these functions.
+
+Each service validates its input (through the registry, which calls the one validation
+layer), writes the registry in one transaction, queues the job that does the work when
+there is one, and returns an :class:`Outcome`: the record, whether anything changed, and
+the job. A service never waits for a job (except :func:`app_history`, a query answered by
+one): the worker (dpl_web.jobs.worker) runs it, and anyone can follow it
+(dpl_web.jobs.follow). Errors are dpl_web.errors' kinds, whose hints name no client.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dpl_web import paths
+from dpl_web.collection import lxd, validation
+from dpl_web.errors import Conflict, JobFailed, NotFound
+from dpl_web.jobs import follow, worker
+from dpl_web.jobs.kinds import COALESCING, CONTAINER_OPERATIONS
+from dpl_web.registry import Registry, app_request, split_app
+
+DEFAULT_TIMEOUT = 3600  # seconds a job may run before it is stopped
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who asks, and which registry: what every service needs besides its arguments."""
+
+    registry_path: Path
+    who: str
+    # Start a worker when a job is queued and none runs (the CLI and the tests); the web
+    # server relies on the one scripts/setup keeps running.
+    start_worker: bool = True
+
+    @classmethod
+    def default(cls, registry_path: Path | str | None = None, who: str | None = None) -> Context:
+        return cls(Path(registry_path) if registry_path else paths.registry_path(), who or default_user())
+
+    def open(self) -> Registry:
+        """The registry, which must exist (only ``dpl init`` creates one)."""
+        return Registry.open(self.registry_path, create=False)
+
+
+@dataclass
+class Outcome:
+    """What a service did: the ``record`` (or the list, or what was removed), whether
+    anything ``changed``, the ``job`` it queued (its record), the queued jobs that job
+    replaced, and ``notes``: what was done along the way, for humans."""
+
+    record: Any = None
+    changed: bool = False
+    job: dict[str, Any] | None = None
+    replaced: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def default_user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.getuid())
+
+
+def _queue(ctx: Context, kind: str, target: str, params: Mapping[str, Any],
+           timeout: int = DEFAULT_TIMEOUT) -> Outcome:
+    """Queue a job (a deploy replaces the queued deploys of its app) and see that a worker
+    will run it."""
+    with ctx.open() as reg:
+        job_id, replaced = reg.queue_job(kind, target, ctx.who, params=params, timeout=timeout,
+                                         coalesce=kind in COALESCING)
+        job = reg.get_job(job_id)
+    if ctx.start_worker:
+        worker.ensure_worker(ctx.registry_path)
+    notes = [f"job {job_id} replaces queued job {old}, which will not run" for old in replaced]
+    return Outcome(job=job, changed=True, replaced=replaced, notes=notes)
+
+
+def wait(ctx: Context, job: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
+    """Wait for a job to finish (following its events); :class:`JobFailed` unless it succeeded."""
+    done = follow.follow(ctx.registry_path, job["id"], on_event)
+    if done["status"] != "successful":
+        raise JobFailed(f"{done['kind']} of {done['target']}: job {done['id']} {done['status']}: "
+                        f"{done['summary'] or done['status']}", done)
+    return done
+
+
+# -- hosts ---------------------------------------------------------------------------
+
+
+def list_hosts(ctx: Context) -> list[dict[str, Any]]:
+    with ctx.open() as reg:
+        return reg.list_hosts()
+
+
+def get_host(ctx: Context, name: str) -> dict[str, Any]:
+    with ctx.open() as reg:
+        return reg.get_host(name)
+
+
+def add_host(ctx: Context, name: str, **fields: Any) -> Outcome:
+    with ctx.open() as reg:
+        return Outcome(reg.add_host(name, **fields), True)
+
+
+def edit_host(ctx: Context, name: str, **changes: Any) -> Outcome:
+    with ctx.open() as reg:
+        before = reg.total_changes
+        host = reg.update_host(name, **changes)
+        return Outcome(host, reg.total_changes != before)
+
+
+def remove_host(ctx: Context, name: str, cascade: bool = False) -> Outcome:
+    """Remove a host's record (with ``cascade``, its containers', projects' and apps' too).
+    LXD is not touched."""
+    with ctx.open() as reg:
+        return Outcome(reg.remove_host(name, cascade=cascade), True)
+
+
+# -- containers ----------------------------------------------------------------------
+
+
+def list_containers(ctx: Context, host: str | None = None) -> list[dict[str, Any]]:
+    with ctx.open() as reg:
+        return reg.list_containers(host=host)
+
+
+def get_container(ctx: Context, name: str) -> dict[str, Any]:
+    with ctx.open() as reg:
+        return reg.get_container(name)
+
+
+def record_container(ctx: Context, name: str, host: str = "local", **fields: Any) -> Outcome:
+    """Record a container that exists (or will be made) outside DPL's jobs."""
+    with ctx.open() as reg:
+        return Outcome(reg.add_container(name, host, **fields), True)
+
+
+def edit_container(ctx: Context, name: str, **changes: Any) -> Outcome:
+    """Change a container's record; ``reconfigure`` applies limits, profiles and address."""
+    with ctx.open() as reg:
+        before = reg.total_changes
+        container = reg.update_container(name, **changes)
+        return Outcome(container, reg.total_changes != before)
+
+
+def set_container_status(ctx: Context, name: str, status: str, ipv4: str | None = None) -> Outcome:
+    """Record what LXD says of a container; changed when its status or address differ
+    (the time of the report moves on every call)."""
+    with ctx.open() as reg:
+        before = reg.get_container(name)
+        container = reg.set_container_status(name, status, ipv4=ipv4)
+    return Outcome(container, (container["status"], container["ipv4"]) != (before["status"], before["ipv4"]))
+
+
+def forget_container(ctx: Context, name: str, cascade: bool = False) -> Outcome:
+    """Remove a container's record only (LXD keeps the container)."""
+    with ctx.open() as reg:
+        return Outcome(reg.remove_container(name, cascade=cascade), True)
+
+
+def addresses_in_use(host: dict[str, Any]) -> set[str]:
+    """IPv4 addresses LXD has handed out on the host's bridge: fixed ones and DHCP leases.
+
+    The registry knows its own containers' addresses; these are the others (containers made
+    outside DPL, or by another registry), which a new container must not be given.
+    """
+    used: set[str] = set()
+    try:
+        with lxd.LXDClient(endpoint=host["endpoint"], client_cert=host.get("client_cert"),
+                           client_key=host.get("client_key"), server_cert=host.get("server_cert"),
+                           timeout=10) as client:
+            for instance in client.get("/1.0/instances", {"recursion": 1}):
+                for device in (instance.get("expanded_devices") or instance.get("devices") or {}).values():
+                    if device.get("type") == "nic" and device.get("ipv4.address"):
+                        used.add(device["ipv4.address"])
+            for lease in client.get(f"/1.0/networks/{host['bridge']}/leases"):
+                if lease.get("address") and ":" not in lease["address"]:
+                    used.add(lease["address"])
+    except lxd.LXDError:
+        pass  # LXD unreachable: the create job itself will say so
+    return used
+
+
+def create_container(ctx: Context, name: str, host: str = "local", **fields: Any) -> Outcome:
+    """Record the container and queue its creation in LXD. When the creation fails, the job
+    deletes what LXD made and removes the record: registry and LXD never disagree."""
+    with ctx.open() as reg:
+        avoid = addresses_in_use(reg.get_host(host)) if not fields.get("ipv4") else set()
+        container = reg.add_container(name, host, avoid_ipv4=avoid, **fields)
+    outcome = _queue(ctx, "container-create", f"container/{name}", {"container": name, "operation": "create"})
+    outcome.record = container
+    return outcome
+
+
+def container_action(ctx: Context, name: str, action: str, force: bool = False) -> Outcome:
+    """Queue start, stop, restart, reconfigure or delete of a container the registry knows.
+    A delete is refused (by its job) while the container has apps, unless ``force``; its
+    record goes once LXD has deleted it."""
+    if action not in CONTAINER_OPERATIONS or action == "create":
+        raise validation.ValidationError("action", action, "must be one of " + ", ".join(
+            operation for operation in CONTAINER_OPERATIONS if operation != "create"))
+    with ctx.open() as reg:
+        container = reg.get_container(name)
+    outcome = _queue(ctx, f"container-{action}", f"container/{name}",
+                     {"container": name, "operation": action, "force": bool(force)})
+    outcome.record = container
+    return outcome
+
+
+# -- projects ------------------------------------------------------------------------
+
+
+def list_projects(ctx: Context, container: str | None = None) -> list[dict[str, Any]]:
+    with ctx.open() as reg:
+        return reg.list_projects(container=container)
+
+
+def get_project(ctx: Context, name: str) -> dict[str, Any]:
+    with ctx.open() as reg:
+        return reg.get_project(name)
+
+
+def add_project(ctx: Context, name: str, container: str, **fields: Any) -> Outcome:
+    with ctx.open() as reg:
+        return Outcome(reg.add_project(name, container, **fields), True)
+
+
+def edit_project(ctx: Context, name: str, container: str | None = None, **changes: Any) -> Outcome:
+    with ctx.open() as reg:
+        before = reg.total_changes
+        project = reg.update_project(name, container=container, **changes)
+        return Outcome(project, reg.total_changes != before)
+
+
+def remove_project(ctx: Context, name: str, cascade: bool = False, record_only: bool = False) -> Outcome:
+    """Remove a project. Refused while it has apps, unless ``cascade``: then its apps are
+    taken out of service first by one job (their backups stay), which removes the records
+    as it goes; with ``record_only`` only the records go, no container is touched."""
+    with ctx.open() as reg:
+        project = reg.get_project(name)
+        if not project["apps"] or record_only or not cascade:
+            return Outcome(reg.remove_project(name, cascade=cascade), True)
+    apps = [f"{name}/{app}" for app in project["apps"]]
+    outcome = _queue(ctx, "project-remove", f"project/{name}", {"project": name, "apps": apps})
+    outcome.record = {"projects": [name], "apps": apps}
+    return outcome
+
+
+# -- apps ----------------------------------------------------------------------------
+
+
+def list_apps(ctx: Context, project: str | None = None, container: str | None = None) -> list[dict[str, Any]]:
+    with ctx.open() as reg:
+        return reg.list_apps(project=project, container=container)
+
+
+def get_app(ctx: Context, app: str) -> dict[str, Any]:
+    with ctx.open() as reg:
+        return reg.get_app(*split_app(app))
+
+
+def add_app(ctx: Context, app: str, repo: str, container: str | None = None, **fields: Any) -> Outcome:
+    """Record an app (with ``container``, its project is created there when missing)."""
+    project, name = split_app(app)
+    with ctx.open() as reg:
+        return Outcome(reg.add_app(project, name, repo, container=container, **fields), True)
+
+
+def add_app_request(ctx: Context, request: Any, container: str | None = None) -> Outcome:
+    """Record an app from the seed's request shape (:func:`registry.app_request`)."""
+    fields = app_request(request)
+    project, name, repo = fields.pop("project"), fields.pop("name"), fields.pop("repo")
+    given = fields.pop("container", None)
+    if container and given and container != given:
+        raise validation.ValidationError("container", given, f"differs from the container asked for ({container})")
+    return add_app(ctx, f"{project}/{name}", repo, container=container or given, **fields)
+
+
+def _domain_list(current: list[str], app: str, domains: list[str] | None, add: list[str],
+                 remove: list[str]) -> list[str] | None:
+    """The app's new domains: ``domains`` replaces the list, then ``add`` and ``remove``
+    change it; None when none of them was given."""
+    if domains is None and not add and not remove:
+        return None
+    result = list(domains if domains is not None else current)
+    for domain in add:
+        if domain not in result:
+            result.append(domain)
+    for domain in remove:
+        if domain not in result:
+            raise NotFound("domain", domain, f"app {app} serves {', '.join(current) or 'no domains'}")
+        result.remove(domain)
+    return result
+
+
+def edit_app(ctx: Context, app: str, *, domains: list[str] | None = None, add_domains: list[str] = (),
+             remove_domains: list[str] = (), env: Mapping[str, Any] | None = None,
+             secret_env: Mapping[str, Any] | None = None, unset_env: list[str] | None = None,
+             record_only: bool = False, **changes: Any) -> Outcome:
+    """Change an app's record. When its domains change, nginx follows (a job writes the
+    vhosts of the added domains and removes those of the removed ones, DNS too when DPL
+    manages it), unless ``record_only``."""
+    project, name = split_app(app)
+    with ctx.open() as reg:
+        before = reg.get_app(project, name)
+        new_domains = _domain_list(before["domains"], f"{project}/{name}", domains, list(add_domains),
+                                   list(remove_domains))
+        if new_domains is not None:
+            changes["domains"] = new_domains
+        written = reg.total_changes
+        record = reg.update_app(project, name, env=env, secret_env=secret_env, unset_env=unset_env, **changes)
+        outcome = Outcome(record, reg.total_changes != written)
+        removed = [domain for domain in before["domains"] if domain not in record["domains"]]
+        added = [domain for domain in record["domains"] if domain not in before["domains"]]
+        if (removed or added) and not record_only:
+            params = _vhost_params(reg, record, removed, added)
+            if params is not None:
+                queued = _queue(ctx, "app-domains", f"app/{project}/{name}", params)
+                outcome.job = queued.job
+                outcome.notes.append(f"vhosts: removing {', '.join(removed) or '-'}; adding "
+                                     f"{', '.join(added) or '-'} (job {queued.job['id']})")
+    return outcome
+
+
+def _vhost_params(reg: Registry, app: dict[str, Any], removed: list[str], added: list[str]) -> dict | None:
+    """The vhost playbook's vars for a change of domains. None for an app on another LXD
+    host: nginx runs on this one (docs/host.md)."""
+    container = reg.get_container(app["container"])
+    host = reg.get_host(app["host"])
+    if host["endpoint"] != "unix:":
+        return None
+    # The same vhost name the deploy and removal playbooks use for the app.
+    vhost_name = f"{app['project']}-{app['name']}"
+    apps = []
+    if removed:
+        apps.append({"name": vhost_name, "domains": removed, "state": "absent"})
+    if added:
+        # The port that serves now first; its other ports (slots of deploys without
+        # downtime) as backups nginx tries when it refuses.
+        live = app["live_port"] or app["port"]
+        apps.append({"name": vhost_name, "domains": added, "ipv4": container["ipv4"], "port": live,
+                     "backup_ports": [port for port in app["ports"] if port != live]})
+    return {"nginx_edge_apps": apps, "nginx_edge_public_ipv4": host["public_ipv4"] or ""}
+
+
+def remove_app(ctx: Context, app: str, record_only: bool = False) -> Outcome:
+    """Take the app out of service (service, releases, vhosts) and then remove its record,
+    in one job; its backups stay in the container. ``record_only`` removes the record now
+    and touches no container."""
+    project, name = split_app(app)
+    with ctx.open() as reg:
+        if record_only:
+            return Outcome(reg.remove_app(project, name), True)
+        reg.get_app(project, name)
+    outcome = _queue(ctx, "app-remove", f"app/{project}/{name}", {"app": f"{project}/{name}"})
+    outcome.record = {"apps": [f"{project}/{name}"]}
+    return outcome
+
+
+def _app_job(ctx: Context, kind: str, app: str, **params: Any) -> Outcome:
+    project, name = split_app(app)
+    with ctx.open() as reg:
+        record = reg.get_app(project, name)
+    outcome = _queue(ctx, kind, f"app/{project}/{name}", {"app": f"{project}/{name}", **params})
+    outcome.record = record
+    return outcome
+
+
+def deploy(ctx: Context, app: str, ref: str | None = None) -> Outcome:
+    """Queue a deploy of PROJECT/APP at ``ref`` (else the registry's ref, else the
+    repository's default branch). It replaces a deploy of the app still queued."""
+    if ref is not None:
+        validation.git_ref(ref, "ref")
+    return _app_job(ctx, "deploy", app, **({"ref": ref} if ref else {}))
+
+
+def rollback(ctx: Context, app: str) -> Outcome:
+    """Queue a switch back to the app's previous release."""
+    return _app_job(ctx, "rollback", app)
+
+
+def restore(ctx: Context, app: str, backup: str) -> Outcome:
+    """Queue a rebuild of the app from one of its backups (a file name of app_history)."""
+    validation.relative_path(backup, "backup")
+    if "/" in backup or not backup.endswith(".tar.gz"):
+        raise validation.ValidationError("backup", backup, "must be a backup's file name (as the app's list of "
+                                                           "backups gives it)")
+    return _app_job(ctx, "restore", app, backup=backup)
+
+
+def app_history(ctx: Context, app: str, on_event: Any = None) -> dict[str, Any]:
+    """The app's releases and backups, as its container has them (a job asks it, and this
+    waits for it)."""
+    job = wait(ctx, _app_job(ctx, "app-info", app).job, on_event)
+    return job["result"]
+
+
+def deploy_request(ctx: Context, request: Any) -> Outcome:
+    """The seed's request: ``{"name", "project", "repo"}`` plus optional fields.
+
+    Records the app (or updates it) through the registry's validation and queues its
+    deploy. When the project has no container yet, one is created first (named after the
+    project, or the request's ``container``): its create job runs before the deploy, and
+    when it fails the deploy is canceled and the records go with the container.
+    """
+    fields = app_request(request)
+    project, name = fields.pop("project"), fields.pop("name")
+    wanted = fields.pop("container", None)
+    notes: list[str] = []
+    with ctx.open() as reg:
+        try:
+            container = reg.get_project(project)["container"]
+        except NotFound:
+            container = wanted or project
+        try:
+            reg.get_container(container)
+            create = None
+        except NotFound:
+            create = create_container(ctx, container)
+            notes.append(f"container {container} is not in the registry yet: creating it (job {create.job['id']})")
+        env, secret_env = fields.pop("env", None), fields.pop("secret_env", None)
+        with reg.transaction():
+            try:
+                reg.get_project(project)
+            except NotFound:
+                reg.add_project(project, container)
+                notes.append(f"project {project} recorded in container {container}")
+            try:
+                reg.get_app(project, name)
+                reg.update_app(project, name, env=env, secret_env=secret_env, **fields)
+                notes.append(f"app {project}/{name} updated in the registry")
+            except NotFound:
+                reg.add_app(project, name, env=env, secret_env=secret_env, **fields)
+                notes.append(f"app {project}/{name} recorded in the registry")
+    outcome = deploy(ctx, f"{project}/{name}")
+    outcome.notes = notes + outcome.notes
+    return outcome
+
+
+# -- jobs ----------------------------------------------------------------------------
+
+
+def list_jobs(ctx: Context, **filters: Any) -> list[dict[str, Any]]:
+    """Jobs, newest first: filters ``app``, ``project``, ``container``, ``status``, ``kind``,
+    ``target``, ``limit`` (see :meth:`Registry.list_jobs`)."""
+    with ctx.open() as reg:
+        return reg.list_jobs(**filters)
+
+
+def get_job(ctx: Context, job_id: int) -> dict[str, Any]:
+    with ctx.open() as reg:
+        return reg.get_job(job_id)
+
+
+def job_events(ctx: Context, job_id: int, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+    with ctx.open() as reg:
+        reg.get_job(job_id)
+        return reg.job_events(job_id, after=after, limit=limit)
+
+
+def cancel_job(ctx: Context, job_id: int) -> Outcome:
+    """Cancel a queued job at once, or ask the worker to stop a running one (it does within
+    a moment; its deploy leaves the previous release serving). A finished job: Conflict."""
+    with ctx.open() as reg:
+        job = reg.request_cancel(job_id, who=ctx.who)
+    return Outcome(job, True)
+
+
+__all__ = ["Context", "Outcome", "Conflict"]

@@ -665,6 +665,15 @@ def _run_job(args: argparse.Namespace, outcome: services.Outcome, what: str, ext
 # -- the parser ----------------------------------------------------------------------------
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dpl")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _json_option() -> argparse.ArgumentParser:
     # --json after the command as well as before it; SUPPRESS keeps the global value.
     parent = argparse.ArgumentParser(add_help=False)
@@ -740,6 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 failure, 2 usage, 3 registry unusable, 4 value refused, 5 not found, "
                "6 conflict. The registry is $DPL_REGISTRY, else ~/.local/share/dpl/registry.sqlite3.")
     parser.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
+    parser.add_argument("--version", action="version", version=f"dpl {_version()}")
     parser.add_argument("--registry", metavar="PATH", help="the registry file (default: $DPL_REGISTRY, else "
                                                            "~/.local/share/dpl/registry.sqlite3)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

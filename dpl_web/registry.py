@@ -831,7 +831,7 @@ class Registry:
         with self._snapshot() as conn:
             row = self._one(f"{_CONTAINERS_SQL} WHERE c.name = ?", (name,))
             if row is None:
-                raise NotFound("container", name, "see `dpl container list`")
+                raise NotFound("container", name)
             container = _container_dict(row)
             container["projects"] = [r["name"] for r in conn.execute(
                 "SELECT name FROM project WHERE container_id = ? ORDER BY name", (row["id"],))]
@@ -902,7 +902,7 @@ class Registry:
             row = self._one("SELECT c.*, h.bridge_ipv4 FROM container c JOIN host h ON h.id = c.host_id "
                             "WHERE c.name = ?", (name,))
             if row is None:
-                raise NotFound("container", name, "see `dpl container list`")
+                raise NotFound("container", name)
             if "ipv4" in values and values["ipv4"] != row["ipv4"]:
                 self._check_ipv4(row["host_id"], row["bridge_ipv4"], values["ipv4"], name)
             if "profiles" in values:
@@ -921,7 +921,7 @@ class Registry:
             row = self._one("SELECT c.*, h.bridge_ipv4 FROM container c JOIN host h ON h.id = c.host_id "
                             "WHERE c.name = ?", (name,))
             if row is None:
-                raise NotFound("container", name, "see `dpl container list`")
+                raise NotFound("container", name)
             if ipv4 is not None and ipv4 != row["ipv4"]:
                 self._check_ipv4(row["host_id"], row["bridge_ipv4"], ipv4, name)
             conn.execute("UPDATE container SET status = ?, status_at = ?, ipv4 = ? WHERE id = ?",
@@ -967,7 +967,7 @@ class Registry:
         for project in self.list_projects():
             if project["name"] == name:
                 return project
-        raise NotFound("project", name, "see `dpl project list`")
+        raise NotFound("project", name)
 
     def add_project(self, name: str, container: str, **fields: Any) -> dict[str, Any]:
         """Record a project in a container (several projects may share one)."""
@@ -996,7 +996,7 @@ class Registry:
         with self.transaction() as conn:
             row = self._one("SELECT * FROM project WHERE name = ?", (name,))
             if row is None:
-                raise NotFound("project", name, "see `dpl project list`")
+                raise NotFound("project", name)
             if container is not None:
                 container_id = self._id("container", container)
                 if container_id != row["container_id"]:
@@ -1256,21 +1256,25 @@ class Registry:
 
     # -- the inventory -----------------------------------------------------------------
 
-    def inventory(self) -> dict[str, Any]:
+    def inventory(self, container: str | None = None) -> dict[str, Any]:
         """Everything the inventory plugin needs, in six queries whatever the size:
         ``{"hosts": {name: host}, "containers": [container + {"projects": {name: {"name",
         "apps": {name: app}}}}]}``. JSON-serialisable (it is what the inventory caches), and
-        free of secret values."""
+        free of secret values. With ``container``, only that container and its host (a job
+        on one app reads no more)."""
+        where, params = ("WHERE c.name = ?", (container,)) if container is not None else ("", ())
         with self._snapshot() as conn:
-            hosts = {row["name"]: _host_dict(row) for row in conn.execute("SELECT * FROM host ORDER BY name")}
-            containers = [_container_dict(row) for row in conn.execute(f"{_CONTAINERS_SQL} ORDER BY c.name")]
+            containers = [_container_dict(row) for row in conn.execute(
+                f"{_CONTAINERS_SQL} {where} ORDER BY c.name", params)]
+            hosts = {row["name"]: _host_dict(row) for row in conn.execute("SELECT * FROM host ORDER BY name")
+                     if container is None or row["name"] in {c["host"] for c in containers}}
             by_name = {container["name"]: container for container in containers}
-            for container in containers:
-                container["projects"] = {}
+            for record in containers:
+                record["projects"] = {}
             for row in conn.execute("SELECT p.name, c.name AS container FROM project p "
-                                    "JOIN container c ON c.id = p.container_id ORDER BY p.name"):
+                                    f"JOIN container c ON c.id = p.container_id {where} ORDER BY p.name", params):
                 by_name[row["container"]]["projects"][row["name"]] = {"name": row["name"], "apps": {}}
-            for app in self._load_apps():
+            for app in self._load_apps(where, params):
                 by_name[app["container"]]["projects"][app["project"]]["apps"][app["name"]] = app
         return {"hosts": hosts, "containers": containers}
 

@@ -78,6 +78,8 @@ def _queue(ctx: Context, kind: str, target: str, params: Mapping[str, Any],
         job = reg.get_job(job_id)
     if ctx.start_worker:
         worker.ensure_worker(ctx.registry_path)
+    else:
+        worker.wake(ctx.registry_path)
     notes = [f"job {job_id} replaces queued job {old}, which will not run" for old in replaced]
     return Outcome(job=job, changed=True, replaced=replaced, notes=notes)
 
@@ -413,6 +415,7 @@ def deploy_request(ctx: Context, request: Any) -> Outcome:
     fields = app_request(request)
     project, name = fields.pop("project"), fields.pop("name")
     wanted = fields.pop("container", None)
+    env, secret_env = fields.pop("env", None), fields.pop("secret_env", None)
     notes: list[str] = []
     with ctx.open() as reg:
         try:
@@ -421,12 +424,15 @@ def deploy_request(ctx: Context, request: Any) -> Outcome:
             container = wanted or project
         try:
             reg.get_container(container)
-            create = None
+            create = False
         except NotFound:
-            create = create_container(ctx, container)
-            notes.append(f"container {container} is not in the registry yet: creating it (job {create.job['id']})")
-        env, secret_env = fields.pop("env", None), fields.pop("secret_env", None)
+            create = True
+        # Asked of LXD before the transaction: it must not hold the registry's write lock.
+        avoid = addresses_in_use(reg.get_host("local")) if create else set()
+        # One transaction: a refused field records no container, project or app.
         with reg.transaction():
+            if create:
+                reg.add_container(container, "local", avoid_ipv4=avoid)
             try:
                 reg.get_project(project)
             except NotFound:
@@ -439,6 +445,10 @@ def deploy_request(ctx: Context, request: Any) -> Outcome:
             except NotFound:
                 reg.add_app(project, name, env=env, secret_env=secret_env, **fields)
                 notes.append(f"app {project}/{name} recorded in the registry")
+    if create:
+        job = _queue(ctx, "container-create", f"container/{container}", {"container": container,
+                                                                         "operation": "create"}).job
+        notes.insert(0, f"container {container} is not in the registry yet: creating it (job {job['id']})")
     outcome = deploy(ctx, f"{project}/{name}")
     outcome.notes = notes + outcome.notes
     return outcome

@@ -155,8 +155,6 @@ class JobRun:
             "ANSIBLE_CONFIG": str(paths.REPO_ROOT / "ansible.cfg"),
             "DPL_REGISTRY": str(self.registry_path),
             "DPL_JOB_ID": self.marker,
-            # The inventory loads only what the job's target needs (plugins/inventory/registry.py).
-            "DPL_INVENTORY_TARGET": self.job["target"],
             # ansible-runner runs ansible-playbook from PATH.
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
             "ANSIBLE_NOCOLOR": "1",
@@ -164,6 +162,11 @@ class JobRun:
             # A registry the inventory cannot read fails the job instead of running on no host.
             "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true",
         }
+        if self.job["target"].startswith(("app/", "project/")) and self.job["container"]:
+            # The inventory reads only the container the job works in: a deploy costs the same
+            # however big the registry. (A container's own job reads them all: it rebuilds the
+            # bridge's isolation from every container of the host.)
+            envvars["DPL_INVENTORY_CONTAINER"] = self.job["container"]
         status, stdout = "failed", ""
         try:
             runner = ansible_runner.run(

@@ -1,7 +1,8 @@
 """The worker: the one process per registry that runs queued jobs.
 
-The registry's job table is the queue. The worker polls it (every :data:`POLL` seconds: a
-queued job starts within that of a free slot), claims what may start in one write
+The registry's job table is the queue. The worker looks at it when woken (whoever queues a
+job sends it SIGUSR1: :func:`wake`) and every :data:`POLL` seconds (a job finishing frees a
+slot; a wake-up may be lost), claims what may start in one write
 transaction (:meth:`Registry.claim_jobs`: several at once, up to ``slots``; one at a time
 per target, an app and its container counting as one), and runs each job in a thread of
 its own (a job is an ansible-playbook process; the thread waits for it and stores its
@@ -40,7 +41,7 @@ from dpl_web.jobs.kinds import KINDS
 from dpl_web.jobs.run import Canceled, JobRun
 from dpl_web.registry import Registry
 
-POLL = 0.2  # seconds between two looks at the queue
+POLL = 0.5  # seconds between two looks at the queue (whoever queues a job wakes the worker)
 ON_DEMAND_IDLE_EXIT = 30  # seconds a worker started on demand waits for more work
 
 
@@ -53,6 +54,22 @@ def _open_lock(registry_path: Path) -> IO[bytes]:
     path = lock_path(registry_path)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     return os.fdopen(fd, "r+b")
+
+
+def wake(registry_path: Path) -> None:
+    """Tell the worker a job was queued (SIGUSR1 to the pid its lock file holds), so it
+    starts it now rather than at its next poll. A worker that cannot be told polls."""
+    if not worker_running(registry_path):
+        return  # the pid in the file may be another process's by now
+    try:
+        pid = int(lock_path(registry_path).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return
+    if pid > 0:
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def worker_running(registry_path: Path) -> bool:
@@ -75,6 +92,7 @@ def ensure_worker(registry_path: Path) -> bool:
     detached (its own session, output in the log directory) and exits when idle."""
     registry_path = Path(registry_path).resolve()
     if worker_running(registry_path):
+        wake(registry_path)  # checks again, but a worker that just stopped needs no signal
         return False
     paths.log_dir().mkdir(parents=True, exist_ok=True)
     with open(paths.log_dir() / "worker.log", "ab") as log:
@@ -98,6 +116,7 @@ class Worker:
         self.say = say or (lambda line: print(f"dpl worker: {line}", file=sys.stderr, flush=True))
         self.running: dict[int, tuple[threading.Thread, threading.Event]] = {}
         self.stopping = threading.Event()
+        self.woken = threading.Event()  # a job was queued: look at the queue now
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -109,18 +128,27 @@ class Worker:
                 fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait_for_lock else fcntl.LOCK_NB))
             except BlockingIOError:
                 return False
+            # Whoever queues a job reads the pid here to wake the worker up (wake()).
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"{os.getpid()}\n".encode())
+            lock.flush()
             if threading.current_thread() is threading.main_thread():
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(signum, lambda *_: self.stop())
+                signal.signal(signal.SIGUSR1, lambda *_: self.woken.set())
             with Registry.open(self.registry_path, create=False) as reg:
                 self.recover(reg)
                 self.say(f"running jobs of {self.registry_path}, {self.slots} at once")
                 self._loop(reg)
             self._stop_running()
+            lock.seek(0)
+            lock.truncate()  # no pid for wake() to signal once the lock is free
         return True
 
     def stop(self) -> None:
         self.stopping.set()
+        self.woken.set()
 
     def _loop(self, reg: Registry) -> None:
         idle_since = time.monotonic()
@@ -142,7 +170,8 @@ class Worker:
                 idle_since = time.monotonic()
             elif self.idle_exit is not None and time.monotonic() - idle_since >= self.idle_exit:
                 return
-            self.stopping.wait(self.poll)
+            self.woken.wait(self.poll)
+            self.woken.clear()
 
     def recover(self, reg: Registry) -> list[int]:
         """Fail the jobs a dead worker left running (this one holds the lock: the worker that

@@ -43,6 +43,14 @@ options:
     type: str
     env:
       - name: DPL_REGISTRY
+  container:
+    description:
+      - Read only this container of the registry (with its LXD host, projects and apps), not
+        the others. DPL's jobs set it for a job on an app or a project, so a deploy costs the
+        same however many containers the registry holds. A scoped read never uses the cache.
+    type: str
+    env:
+      - name: DPL_INVENTORY_CONTAINER
   python_interpreter:
     description:
       - The Python inside the containers, set as C(ansible_python_interpreter).
@@ -165,6 +173,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 "(import failed: %s)" % to_native(DPL_IMPORT_ERROR))
         self._read_config_data(path)
         registry_path = self._registry_path(path)
+        only = self.get_option("container") or None
+        if only is not None:
+            try:
+                validation.container_name(only, "container")
+            except validation.ValidationError as exc:
+                raise AnsibleParserError("%s: %s" % (path, to_native(exc))) from exc
+            self._populate(self._read_registry(registry_path, path, only), registry_path)
+            return
 
         # The usual Cacheable dance: read the cache unless told to refresh (cache=False),
         # and write it whenever the registry had to be read.
@@ -200,13 +216,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             value = os.path.join(os.path.dirname(os.path.abspath(config_path)), value)
         return os.path.abspath(value)
 
-    def _read_registry(self, registry_path, config_path):
+    def _read_registry(self, registry_path, config_path, container=None):
         try:
             registry = dpl_registry.Registry.open(registry_path, create=False)
         except dpl_registry.RegistryError as exc:
             raise AnsibleParserError("%s: %s" % (config_path, to_native(exc.explain()))) from exc
         try:
-            data = registry.inventory()
+            data = registry.inventory(container=container)
         except (dpl_registry.RegistryError, sqlite3.Error) as exc:
             raise AnsibleParserError("%s: cannot read the DPL registry %s: %s"
                                      % (config_path, registry_path, to_native(exc))) from exc

@@ -158,6 +158,21 @@ def test_list_from_the_checkouts_config(known_registry):
     assert hosts("dpl_app_static_www") == ["edge1"]
 
 
+def test_a_job_reads_only_its_container(known_registry):
+    """DPL_INVENTORY_CONTAINER (set by the jobs on an app or a project): that container, its
+    LXD host and its apps, nothing of the rest of the registry."""
+    proc = inventory_list(REPO_ROOT / "inventory" / "dpl.yml", env={"DPL_INVENTORY_CONTAINER": "edge1"})
+    data = json.loads(proc.stdout)
+    hostvars = plain(data["_meta"]["hostvars"])
+    assert sorted(hostvars) == ["edge1"]
+    assert sorted(hostvars["edge1"]["dpl_projects"]["static"]["apps"]) == ["www"]
+    assert hostvars["edge1"]["dpl_lxd_endpoint"] == "https://lxd.example.com:8443"
+    assert data["dpl_app_static_www"]["hosts"] == ["edge1"] and "dpl_host_local" not in data
+    refused = run("ansible-inventory", "-i", str(REPO_ROOT / "inventory" / "dpl.yml"), "--list",
+                  env={"DPL_INVENTORY_CONTAINER": "-bad name", "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true"})
+    assert refused.returncode != 0 and "container: '-bad name' is not valid" in refused.stderr
+
+
 def test_graph(known_registry):
     proc = run("ansible-inventory", "-i", str(REPO_ROOT / "inventory" / "dpl.yml"), "--graph")
     assert proc.returncode == 0, proc.stderr

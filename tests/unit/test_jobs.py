@@ -121,9 +121,9 @@ def test_events_are_numbered_per_job_and_read_from_any_point(stocked):
 # -- the worker (a real one, in its own process) -------------------------------------------
 
 
-def start_worker(registry_path, slots=2, idle_exit=60.0) -> subprocess.Popen:
+def start_worker(registry_path, slots=2, idle_exit=60.0, poll=0.1) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "tests.support.worker", str(registry_path), str(slots),
-                             str(idle_exit)], cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL,
+                             str(idle_exit), str(poll)], cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -215,6 +215,19 @@ def test_a_new_worker_fails_the_jobs_of_a_dead_one_and_stops_their_processes(reg
                for pid in left)
     # What was queued was not lost: the new worker runs it.
     assert follow.follow(registry_path, queued, keep_worker=False)["status"] == "successful"
+
+
+def test_queueing_wakes_the_worker_up(registry_path, stocked, worker_process):
+    """A worker that would look at the queue only every minute starts a job at once when
+    whoever queued it wakes it (as the services do)."""
+    worker_process(poll=60)
+    wait_for(lambda: worker.worker_running(registry_path), what="the worker's lock")
+    time.sleep(1)  # past its first look at the (empty) queue
+    job = sleeper(stocked, seconds=0)
+    queued = time.monotonic()
+    worker.wake(registry_path)
+    wait_for(lambda: job_status(registry_path, job) != "queued", timeout=10, what="the start")
+    assert time.monotonic() - queued < 5
 
 
 def test_one_worker_per_registry(registry_path, stocked, worker_process):

@@ -179,8 +179,8 @@ class Worker:
         left = reg.list_jobs(status="running", limit=100000)
         for job in left:
             process.stop_job_processes(process.job_marker(self.registry_path, job["id"]))
-        failed = reg.fail_orphaned_jobs(lambda owner: False, "the worker running this job stopped before it "
-                                                              "finished: its processes were stopped") if left else []
+        summary = "the worker running this job stopped before it finished: its processes were stopped"
+        failed = reg.fail_orphaned_jobs(lambda owner: False, summary) if left else []
         if failed:
             self.say(f"failed the jobs a stopped worker left running: {', '.join(map(str, failed))}")
         return failed
@@ -221,6 +221,7 @@ class Worker:
             self.say(f"job {job['id']} could not be finished: {traceback.format_exc()}")
         finally:
             run.close()
+            self.woken.set()  # a slot is free: the next job may start now
 
     def _stop_running(self) -> None:
         """Stopping: cancel the running jobs (their deploys leave the previous release

@@ -250,7 +250,7 @@ def test_missing_registry_is_a_clear_error_and_is_not_created(tmp_path, registry
     config = write_config(tmp_path, {"plugin": "dpl.platform.registry"})
     proc = run("ansible-inventory", "-i", str(config), "--list", env={"ANSIBLE_INVENTORY_UNPARSED_FAILED": "1"})
     assert proc.returncode != 0
-    assert f"{config}: the registry {registry_path} does not exist: run `dpl init`" in proc.stderr
+    assert f"{config}: the registry {registry_path} does not exist (initialise it (dpl init" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not registry_path.exists()
 

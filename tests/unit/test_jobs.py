@@ -82,7 +82,7 @@ def test_a_newer_deploy_replaces_the_queued_one_and_it_says_so(stocked):
                                          "replaced_by": newer}
     # The newest request wins; a deploy that already runs is not replaced, nor another kind.
     assert ids(reg.claim_jobs("w:1", slots=5)) == [newer]
-    rollback, _ = reg.queue_job("rollback", "app/shop/web", "carol", coalesce=False)
+    rollback = reg.queue_job("rollback", "app/shop/web", "carol", coalesce=False)[0]
     latest, replaced = reg.queue_job("deploy", "app/shop/web", "dave", coalesce=True)
     assert replaced == []
     assert reg.get_job(newer)["status"] == "running" and reg.get_job(rollback)["status"] == "queued"
@@ -138,9 +138,14 @@ def job_status(registry_path, job_id) -> str:
 
 def sleeping(registry_path, job_id) -> list[int]:
     """The `sleep` processes of a running job."""
-    marker = process.job_marker(registry_path, job_id)
-    return [pid for pid in process.job_processes(marker)
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "sleep"]
+    found = []
+    for pid in process.job_processes(process.job_marker(registry_path, job_id)):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "sleep":
+                found.append(pid)
+        except OSError:
+            pass  # it ended meanwhile
+    return found
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from dpl_web import registry
 from dpl_web.collection import validation
-from dpl_web.registry import Conflict, NotFound, Registry, RegistryError
+from dpl_web.registry import Conflict, NotFound, Registry, RegistryError, schema
 
 ValidationError = validation.ValidationError
 
@@ -121,8 +121,8 @@ def test_a_failed_migration_leaves_the_previous_version(path, monkeypatch):
     conn.execute(V1_SQL)
     conn.execute("PRAGMA user_version = 1")
     conn.close()
-    monkeypatch.setattr(registry, "MIGRATIONS", [*registry.MIGRATIONS[:1], "CREATE TABLE host (id);\nBROKEN SQL;"])
-    monkeypatch.setattr(registry, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS[:1], "CREATE TABLE host (id);\nBROKEN SQL;"])
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
     with pytest.raises(RegistryError):
         Registry.open(path)
     conn = sqlite3.connect(path)
@@ -133,7 +133,7 @@ def test_a_failed_migration_leaves_the_previous_version(path, monkeypatch):
 
 def test_statements_keeps_trigger_bodies_whole():
     script = "CREATE TABLE t (a); CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END; SELECT 3;"
-    assert [s.strip() for s in registry._statements(script)] == [
+    assert [s.strip() for s in schema._statements(script)] == [
         "CREATE TABLE t (a);", "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;", "SELECT 3;"]
 
 
@@ -673,7 +673,7 @@ def test_a_locked_registry_waits_then_says_so(path, monkeypatch):
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
-        monkeypatch.setattr(registry, "BUSY_TIMEOUT", 0.2)
+        monkeypatch.setattr(schema, "BUSY_TIMEOUT", 0.2)
         with Registry.open(path) as reg, pytest.raises(RegistryError, match="cannot change the registry"):
             reg.add_host("local")
     finally:

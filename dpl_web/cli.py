@@ -195,9 +195,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 # -- hosts ---------------------------------------------------------------------------------
 
-HOST_OPTIONS = ("endpoint", "client_cert", "client_key", "server_cert", "public_ipv4", "nginx_sites_dir",
-                "bridge", "bridge_ipv4", "notes")
-HOST_NULLABLE = ("client_cert", "client_key", "server_cert", "public_ipv4")
+HOST_OPTIONS = tuple(registry.HOST_FIELDS)
+HOST_NULLABLE = tuple(name for name, spec in registry.HOST_FIELDS.items() if spec.nullable)
 HOST_SHOW = ("name", "endpoint", "client_cert", "client_key", "server_cert", "public_ipv4", "nginx_sites_dir",
              "bridge", "bridge_ipv4", "notes", "created_at", "updated_at")
 
@@ -239,8 +238,8 @@ def cmd_host_remove(args: argparse.Namespace) -> int:
 
 # -- containers ----------------------------------------------------------------------------
 
-CONTAINER_OPTIONS = ("image", "profiles", "cpu", "memory", "disk", "ipv4", "isolated", "notes")
-CONTAINER_NULLABLE = ("cpu", "memory", "disk")
+CONTAINER_OPTIONS = tuple(registry.CONTAINER_FIELDS)
+CONTAINER_NULLABLE = tuple(name for name, spec in registry.CONTAINER_FIELDS.items() if spec.nullable)
 
 
 def _container_text(container: dict[str, Any]) -> list[str]:
@@ -310,7 +309,8 @@ PROJECT_SHOW = ("name", "container", "apps", "notes", "created_at", "updated_at"
 
 
 def cmd_project_add(args: argparse.Namespace) -> int:
-    project = services.add_project(_ctx(args), args.name, args.container, **_given(args, ("notes",))).record
+    fields = _given(args, registry.PROJECT_FIELDS)
+    project = services.add_project(_ctx(args), args.name, args.container, **fields).record
     _emit(args, {"changed": True, "project": project},
           [f"added project {project['name']}", *_fields(project, PROJECT_SHOW)])
     return EXIT_OK
@@ -332,7 +332,8 @@ def cmd_project_show(args: argparse.Namespace) -> int:
 
 
 def cmd_project_edit(args: argparse.Namespace) -> int:
-    outcome = services.edit_project(_ctx(args), args.name, container=args.container, **_given(args, ("notes",)))
+    changes = _given(args, registry.PROJECT_FIELDS)
+    outcome = services.edit_project(_ctx(args), args.name, container=args.container, **changes)
     project = outcome.record
     _emit(args, {"changed": outcome.changed, "project": project},
           [f"project {project['name']}: {'changed' if outcome.changed else 'unchanged'}",
@@ -353,9 +354,9 @@ def cmd_project_remove(args: argparse.Namespace) -> int:
 
 # -- apps ----------------------------------------------------------------------------------
 
-APP_OPTIONS = ("repo", "ref", "deploy_script", "start_command", "port", "health_path", "keep_releases",
-               "keep_backups", "notes")
-APP_NULLABLE = ("deploy_script", "ref")
+# Domains have options of their own in edit (--add-domain, --remove-domain).
+APP_OPTIONS = tuple(name for name in registry.APP_FIELDS if name != "domains")
+APP_NULLABLE = tuple(name for name, spec in registry.APP_FIELDS.items() if spec.nullable)
 
 
 def _app_text(app: dict[str, Any]) -> list[str]:
@@ -682,60 +683,38 @@ def _json_option() -> argparse.ArgumentParser:
     return parent
 
 
-def _host_options(parser: argparse.ArgumentParser, edit: bool) -> None:
-    clear = " (an empty value clears it)" if edit else ""
-    parser.add_argument("--endpoint", help="LXD API: unix:, unix:/path/to/socket or https://host:8443"
-                        + ("" if edit else " (default unix:)"))
-    parser.add_argument("--client-cert", metavar="PATH", help="client certificate for an https endpoint" + clear)
-    parser.add_argument("--client-key", metavar="PATH", help="key of the client certificate" + clear)
-    parser.add_argument("--server-cert", metavar="PATH",
-                        help="the remote LXD's certificate, pinned" + clear)
-    parser.add_argument("--public-ipv4", metavar="ADDRESS", help="public address, for DNS records" + clear)
-    parser.add_argument("--nginx-sites-dir", metavar="DIR",
-                        help="nginx's sites-available directory (default /etc/nginx/sites-available)")
-    parser.add_argument("--bridge", metavar="NAME", help="the containers' bridge (default dplbr0)")
-    parser.add_argument("--bridge-ipv4", metavar="CIDR",
-                        help="the host's address on the bridge (default 10.210.0.1/24)")
-    parser.add_argument("--notes")
-
-
-def _container_options(parser: argparse.ArgumentParser, edit: bool) -> None:
-    clear = " (an empty value removes the limit)" if edit else ""
-    parser.add_argument("--image", help="LXD image alias (default dpl-base)")
-    parser.add_argument("--profile", dest="profiles", action="append", metavar="PROFILE",
-                        help="LXD profile, repeatable" + (" (replaces the list)" if edit else " (default: default)"))
-    parser.add_argument("--cpu", help="CPU limit: a number of CPUs or a set such as 0-1" + clear)
-    parser.add_argument("--memory", help="memory limit such as 1GiB" + clear)
-    parser.add_argument("--disk", help="root disk size such as 10GiB" + clear)
-    parser.add_argument("--ipv4", metavar="ADDRESS",
-                        help="fixed address on the host's bridge" + ("" if edit else " (default: the next free one)"))
-    parser.add_argument("--isolated", action=argparse.BooleanOptionalAction, default=None,
-                        help="talk to the host only, not to the other containers (default: not isolated; "
-                             "applied by `dpl container reconfigure`)")
-    parser.add_argument("--notes")
+def _field_options(parser: argparse.ArgumentParser, kind: str, edit: bool, skip: Iterable[str] = ()) -> None:
+    """The options of a record's fields, each made from its one definition (registry.FIELDS):
+    its name, placeholder, doc and default; in edit, how to clear it."""
+    for name, spec in registry.FIELDS[kind].items():
+        if name in skip:
+            continue
+        text = spec.doc
+        if edit and spec.kind == "array":
+            text += " (replaces the list)"
+        elif edit and spec.nullable:
+            text += " (an empty value clears it)"
+        elif not edit and not spec.required:
+            default = spec.default_doc or (", ".join(spec.default) if isinstance(spec.default, list)
+                                           else spec.default)
+            if default not in (None, "", False):
+                text += f" (default: {default})"
+        options: dict[str, Any] = {"dest": name, "help": text}
+        if spec.kind == "boolean":
+            options.update(action=argparse.BooleanOptionalAction, default=None)
+        else:
+            options["metavar"] = spec.metavar
+            if spec.kind == "array":
+                options["action"] = "append"
+        parser.add_argument(spec.option or "--" + name.replace("_", "-"), **options)
 
 
 def _app_options(parser: argparse.ArgumentParser, edit: bool) -> None:
-    parser.add_argument("--repo", metavar="URL", help="git repository: https://, ssh://, git://, file:// or "
-                                                      "user@host:path")
-    parser.add_argument("--ref", help="branch, tag or commit to deploy (default: the repository's default "
-                                      "branch, asked at each deploy; '' in edit goes back to it)")
-    parser.add_argument("--deploy-script", metavar="SCRIPT",
-                        help="path in the repository or command run before the switch"
-                        + (" (an empty value clears it)" if edit else ""))
-    parser.add_argument("--start", dest="start_command", metavar="COMMAND",
-                        help="command that starts the app (default 'npm start')")
-    parser.add_argument("--port", help="port the app listens on, unique in its container (default 3000)")
-    parser.add_argument("--domain", dest="domains", action="append", metavar="DOMAIN",
-                        help="domain served by the app, repeatable" + (" (replaces the list)" if edit else ""))
+    _field_options(parser, "app", edit)
     parser.add_argument("--env", action="append", metavar="NAME=VALUE", help="environment variable, repeatable")
     parser.add_argument("--secret", action="append", metavar="NAME[=VALUE]",
                         help="secret variable, never shown back; without =VALUE it is prompted for "
                              "(or read from standard input, one line per NAME)")
-    parser.add_argument("--health-path", metavar="PATH", help="URL path of the health check (default /)")
-    parser.add_argument("--keep-releases", metavar="N", help="releases kept for rollback (default 5)")
-    parser.add_argument("--keep-backups", metavar="N", help="backups kept (default 5)")
-    parser.add_argument("--notes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -772,12 +751,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True, metavar="ACTION")
     sub = command(hosts, "add", cmd_host_add, "record an LXD host")
     sub.add_argument("name")
-    _host_options(sub, edit=False)
+    _field_options(sub, "host", edit=False)
     command(hosts, "list", cmd_host_list, "list the hosts")
     command(hosts, "show", cmd_host_show, "show a host").add_argument("name")
     sub = command(hosts, "edit", cmd_host_edit, "change a host")
     sub.add_argument("name")
-    _host_options(sub, edit=True)
+    _field_options(sub, "host", edit=True)
     sub = command(hosts, "remove", cmd_host_remove, "remove a host's record")
     sub.add_argument("name")
     sub.add_argument("--cascade", action="store_true", help="also remove its containers, projects and apps")
@@ -787,13 +766,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command(containers, "add", cmd_container_add, "record a container")
     sub.add_argument("name")
     sub.add_argument("--host", default="local", help="the LXD host it runs on (default local)")
-    _container_options(sub, edit=False)
+    _field_options(sub, "container", edit=False)
     command(containers, "list", cmd_container_list, "list the containers").add_argument(
         "--host", help="only this host's")
     command(containers, "show", cmd_container_show, "show a container").add_argument("name")
     sub = command(containers, "edit", cmd_container_edit, "change a container")
     sub.add_argument("name")
-    _container_options(sub, edit=True)
+    _field_options(sub, "container", edit=True)
     sub = command(containers, "set-status", cmd_container_status,
                   "record a container's status as LXD reports it (used by the container playbooks)")
     sub.add_argument("name")
@@ -806,7 +785,7 @@ def build_parser() -> argparse.ArgumentParser:
                   "record a container and create it in LXD, with the seed's directory layout", job=True)
     sub.add_argument("name")
     sub.add_argument("--host", default="local", help="the LXD host it runs on (default local)")
-    _container_options(sub, edit=False)
+    _field_options(sub, "container", edit=False)
     for verb, summary in (("start", "start a container"), ("stop", "stop a container"),
                           ("restart", "restart a container"),
                           ("reconfigure", "apply the registry's limits, profiles and address to a container")):
@@ -821,14 +800,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command(projects, "add", cmd_project_add, "record a project")
     sub.add_argument("name")
     sub.add_argument("--container", required=True, help="the container it lives in")
-    sub.add_argument("--notes")
+    _field_options(sub, "project", edit=False)
     command(projects, "list", cmd_project_list, "list the projects").add_argument(
         "--container", help="only this container's")
     command(projects, "show", cmd_project_show, "show a project").add_argument("name")
     sub = command(projects, "edit", cmd_project_edit, "change a project")
     sub.add_argument("name")
     sub.add_argument("--container", help="move the record to this container (deploy again afterwards)")
-    sub.add_argument("--notes")
+    _field_options(sub, "project", edit=True)
     sub = command(projects, "remove", cmd_project_remove, "remove a project (refused while it has apps)", job=True)
     sub.add_argument("name")
     sub.add_argument("--cascade", action="store_true",

@@ -43,11 +43,14 @@ from dpl_web.registry.fields import (
     APP_FIELDS,
     CONTAINER_FIELDS,
     DEFAULT_BRANCH_REF,
+    FIELDS,
     HOST_FIELDS,
     PROJECT_FIELDS,
     SECRET_MASK,
+    Field,
     ValidationError,
     app_request,
+    json_schema,
     layout,
     split_app,
 )
@@ -62,6 +65,7 @@ from dpl_web.registry.jobs import (
     parse_target,
 )
 from dpl_web.registry.projects import ProjectsTable
+from dpl_web.registry.records import INVENTORY_KEYS
 from dpl_web.registry.schema import (
     BUSY_TIMEOUT,
     MIGRATIONS,
@@ -74,7 +78,8 @@ from dpl_web.registry.schema import (
 )
 
 __all__ = [
-    "APP_FIELDS", "BUSY_TIMEOUT", "CONTAINER_FIELDS", "DEFAULT_BRANCH_REF", "FIRST_CONTAINER_ADDRESS", "HOST_FIELDS",
+    "APP_FIELDS", "BUSY_TIMEOUT", "CONTAINER_FIELDS", "DEFAULT_BRANCH_REF", "FIELDS", "FIRST_CONTAINER_ADDRESS",
+    "HOST_FIELDS", "INVENTORY_KEYS", "Field", "json_schema",
     "JOB_FINISHED", "JOB_STATUSES", "JOB_TARGET_KINDS", "KEEP_JOB_EVENTS", "MIGRATIONS", "PROJECT_FIELDS",
     "SCHEMA_VERSION", "SECRET_MASK", "Conflict", "NotFound", "Registry", "RegistryError", "ValidationError",
     "app_request", "connect", "connect_readonly", "jobs_clash", "layout", "migrate", "parse_target", "schema_version",

@@ -4,7 +4,9 @@ and the request shapes that become them (the seed's JSON request)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import Any
 
 from dpl_web.collection import releases, validation
 from dpl_web.errors import ValidationError
@@ -27,56 +29,121 @@ def split_app(value: str, field: str = "app") -> tuple[str, str]:
     return validation.name(project, f"{field} (project)"), validation.app_name(app, field)
 
 
-class _Field(NamedTuple):
-    default: Any
-    check: Callable[[Any, str], Any]
-    nullable: bool = False
-
-
 _REQUIRED = object()
 
-HOST_FIELDS: dict[str, _Field] = {
-    "endpoint": _Field("unix:", validation.lxd_endpoint),
-    "client_cert": _Field(None, validation.absolute_path, True),
-    "client_key": _Field(None, validation.absolute_path, True),
-    "server_cert": _Field(None, validation.absolute_path, True),
-    "public_ipv4": _Field(None, validation.ipv4, True),
-    "nginx_sites_dir": _Field("/etc/nginx/sites-available", validation.absolute_path),
-    "bridge": _Field("dplbr0", validation.interface_name),
-    "bridge_ipv4": _Field("10.210.0.1/24", validation.ipv4_interface),
-    "notes": _Field("", validation.text),
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a record, defined once: the registry checks values with ``check`` (the
+    one validation layer) and fills in ``default``; the CLI makes its option and help from
+    it (:func:`dpl_web.cli`), the inventory its keys, :func:`json_schema` the API's schema;
+    a test holds the modules' argument specs to it (modules must stay standalone)."""
+
+    check: Callable[[Any, str], Any]
+    doc: str
+    default: Any = _REQUIRED
+    # None is a value: a limit removed, a setting cleared (an empty CLI value gives it).
+    nullable: bool = False
+    # Its JSON type: string, integer, boolean or array (of strings).
+    kind: str = "string"
+    # JSON Schema keywords beyond the type (bounds), taken from validation's constants.
+    bounds: Mapping[str, Any] = dataclass_field(default_factory=dict)
+    # The CLI's option when it is not --<name with dashes>, and its placeholder.
+    option: str | None = None
+    metavar: str | None = None
+    # What the default means, where its value alone does not say it.
+    default_doc: str | None = None
+    # Part of the inventory's variables of the record (notes are for people only).
+    inventory: bool = True
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+
+_PORT_BOUNDS = {"minimum": 1, "maximum": 65536 - validation.APP_PORT_COUNT}
+_KEEP_BOUNDS = {"minimum": 1, "maximum": validation.KEEP_MAX}
+_NOTES = Field(validation.text, "free text for people (not used by DPL)", "", inventory=False)
+
+HOST_FIELDS: dict[str, Field] = {
+    "endpoint": Field(validation.lxd_endpoint, "LXD API: unix:, unix:/path/to/socket or https://host:8443", "unix:"),
+    "client_cert": Field(validation.absolute_path, "client certificate for an https endpoint", None, True,
+                         metavar="PATH"),
+    "client_key": Field(validation.absolute_path, "key of the client certificate", None, True, metavar="PATH"),
+    "server_cert": Field(validation.absolute_path, "the remote LXD's certificate, pinned", None, True,
+                         metavar="PATH"),
+    "public_ipv4": Field(validation.ipv4, "public address, for DNS records", None, True, metavar="ADDRESS"),
+    "nginx_sites_dir": Field(validation.absolute_path, "nginx's sites-available directory",
+                             "/etc/nginx/sites-available", metavar="DIR"),
+    "bridge": Field(validation.interface_name, "the containers' bridge", "dplbr0", metavar="NAME"),
+    "bridge_ipv4": Field(validation.ipv4_interface, "the host's address on the bridge", "10.210.0.1/24",
+                         metavar="CIDR"),
+    "notes": _NOTES,
 }
 
-CONTAINER_FIELDS: dict[str, _Field] = {
-    "image": _Field("dpl-base", validation.image),
-    "profiles": _Field(["default"], validation.names),
-    "cpu": _Field(None, validation.cpu_limit, True),
-    "memory": _Field(None, validation.size, True),
-    "disk": _Field(None, validation.size, True),
+CONTAINER_FIELDS: dict[str, Field] = {
+    "image": Field(validation.image, "LXD image alias", "dpl-base"),
+    "profiles": Field(validation.names, "LXD profile, repeatable", ["default"], kind="array", option="--profile",
+                      metavar="PROFILE"),
+    "cpu": Field(validation.cpu_limit, "CPU limit: a number of CPUs or a set such as 0-1", None, True,
+                 default_doc="no limit"),
+    "memory": Field(validation.size, "memory limit such as 1GiB", None, True, default_doc="no limit"),
+    "disk": Field(validation.size, "root disk size such as 10GiB", None, True, default_doc="no limit"),
     # None on add: the lowest free address from .10 up in the host's bridge network.
-    "ipv4": _Field(None, validation.ipv4, True),
+    "ipv4": Field(validation.ipv4, "fixed address on the host's bridge", None, metavar="ADDRESS",
+                  default_doc="the next free one"),
     # Talks to the host only, not to the other containers (docs/containers.md).
-    "isolated": _Field(False, validation.flag),
-    "notes": _Field("", validation.text),
+    "isolated": Field(validation.flag, "talk to the host only, not to the other containers (applied by a "
+                                       "reconfigure)", False, kind="boolean"),
+    "notes": _NOTES,
 }
 
-PROJECT_FIELDS: dict[str, _Field] = {
-    "notes": _Field("", validation.text),
+PROJECT_FIELDS: dict[str, Field] = {
+    "notes": _NOTES,
 }
 
-APP_FIELDS: dict[str, _Field] = {
-    "repo": _Field(_REQUIRED, validation.repo_url),
+APP_FIELDS: dict[str, Field] = {
+    "repo": Field(validation.repo_url, "git repository: https://, ssh://, git://, file:// or user@host:path",
+                  metavar="URL"),
     # None: the repository's default branch (its HEAD), asked at each deploy.
-    "ref": _Field(None, validation.git_ref, True),
-    "deploy_script": _Field(None, validation.command, True),
-    "start_command": _Field("npm start", validation.command),
-    "port": _Field(3000, validation.app_port),
-    "domains": _Field([], validation.domains),
-    "health_path": _Field("/", validation.url_path),
-    "keep_releases": _Field(5, validation.keep_count),
-    "keep_backups": _Field(5, validation.keep_count),
-    "notes": _Field("", validation.text),
+    "ref": Field(validation.git_ref, "branch, tag or commit to deploy", None, True,
+                 default_doc="the repository's default branch, asked at each deploy"),
+    "deploy_script": Field(validation.command, "path in the repository or command run before the switch", None,
+                           True, metavar="SCRIPT", default_doc="none"),
+    "start_command": Field(validation.command, "command that starts the app", "npm start", option="--start",
+                           metavar="COMMAND"),
+    "port": Field(validation.app_port, "port the app listens on, unique in its container (it uses the next one "
+                                       "too, for deploys without downtime)", 3000, kind="integer",
+                  bounds=_PORT_BOUNDS),
+    "domains": Field(validation.domains, "domain served by the app, repeatable", [], kind="array",
+                     option="--domain", metavar="DOMAIN", default_doc="none"),
+    "health_path": Field(validation.url_path, "URL path of the health check", "/", metavar="PATH"),
+    "keep_releases": Field(validation.keep_count, "releases kept for rollback", 5, kind="integer",
+                           bounds=_KEEP_BOUNDS, metavar="N"),
+    "keep_backups": Field(validation.keep_count, "backups kept", 5, kind="integer", bounds=_KEEP_BOUNDS,
+                          metavar="N"),
+    "notes": _NOTES,
 }
+
+FIELDS: dict[str, dict[str, Field]] = {"host": HOST_FIELDS, "container": CONTAINER_FIELDS,
+                                       "project": PROJECT_FIELDS, "app": APP_FIELDS}
+
+
+def json_schema(kind: str, for_change: bool = False) -> dict[str, Any]:
+    """The JSON Schema (2020-12, as OpenAPI 3.1 uses it) of a record's fields: what a request
+    may send. ``for_change``: every field optional (an edit)."""
+    properties = {}
+    for name, spec in FIELDS[kind].items():
+        schema: dict[str, Any] = {"type": [spec.kind, "null"] if spec.nullable else spec.kind,
+                                  "description": spec.doc, **spec.bounds}
+        if spec.kind == "array":
+            schema["items"] = {"type": "string"}
+        if not spec.required:
+            schema["default"] = spec.default
+        properties[name] = schema
+    required = [] if for_change else [name for name, spec in FIELDS[kind].items() if spec.required]
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
 
 # How the ref column (NOT NULL since v2) stores "no ref: follow the default branch".
 DEFAULT_BRANCH_REF = ""
@@ -92,7 +159,7 @@ def _ref_column(values: dict[str, Any]) -> dict[str, Any]:
 _REQUEST_ALIASES = {"start": "start_command"}
 
 
-def _check(kind: str, values: Mapping[str, Any], spec: Mapping[str, _Field],
+def _check(kind: str, values: Mapping[str, Any], spec: Mapping[str, Field],
            defaults: bool) -> dict[str, Any]:
     """Validate ``values`` against ``spec``; with ``defaults``, fill in what is missing."""
     checked: dict[str, Any] = {}
@@ -110,7 +177,7 @@ def _check(kind: str, values: Mapping[str, Any], spec: Mapping[str, _Field],
         for key, field in spec.items():
             if key in checked:
                 continue
-            if field.default is _REQUIRED:
+            if field.required:
                 raise ValidationError(key, None, "must be given")
             checked[key] = list(field.default) if isinstance(field.default, list) else field.default
     return checked

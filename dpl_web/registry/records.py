@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dpl_web.collection import validation
+from dpl_web.registry.fields import APP_FIELDS, CONTAINER_FIELDS
 
 
 def _now() -> str:
@@ -100,3 +101,16 @@ def _app_dict(row: sqlite3.Row, domains: list[str], env: dict[str, str], secret_
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
     }
+
+
+# A container's resource limits, grouped under "limits" in its record.
+LIMITS = ("cpu", "memory", "disk")
+
+# What the inventory gives each container and app (dpl_container, dpl_projects[...].apps):
+# the fields that concern the machines (not notes), and what the registry adds.
+INVENTORY_KEYS = {
+    "container": ("name", "host", *(key for key, spec in CONTAINER_FIELDS.items()
+                                    if spec.inventory and key not in LIMITS), "limits", "status", "status_at"),
+    "app": ("project", "name", *(key for key, spec in APP_FIELDS.items() if spec.inventory), "ports", "live_port",
+            "env"),
+}

@@ -145,9 +145,6 @@ CACHE_FORMAT = 2  # bump when the cached data's shape changes
 
 # What the inventory tells playbooks about a container and an app. Notes are left out:
 # they are for humans (`dpl container show`), and every value costs on every run.
-CONTAINER_KEYS = ("name", "host", "image", "profiles", "limits", "ipv4", "isolated", "status", "status_at")
-APP_KEYS = ("project", "name", "repo", "ref", "port", "ports", "live_port", "domains", "deploy_script",
-            "start_command", "health_path", "keep_releases", "keep_backups", "env")
 
 
 def group_part(name):
@@ -301,14 +298,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             for project_name, project in container["projects"].items():
                 apps = {}
                 for app_name, app in project["apps"].items():
-                    entry = {key: app[key] for key in APP_KEYS}
+                    entry = {key: app[key] for key in dpl_registry.INVENTORY_KEYS["app"]}
                     entry["secret_env_names"] = app["secret_env"]
                     entry.update(dpl_registry.layout(project_name, app_name))
                     apps[app_name] = entry
                 projects[project_name] = {"name": project_name, "apps": apps}
             hostvars = wrap_var({
                 "dpl_lxd_instance": name,
-                "dpl_container": {key: container[key] for key in CONTAINER_KEYS},
+                "dpl_container": {key: container[key] for key in dpl_registry.INVENTORY_KEYS["container"]},
                 "dpl_projects": projects,
             })
 

@@ -12,12 +12,16 @@ Measures in one run, interleaved rounds (the order rotates every round), medians
 - D0 = a redeploy of the live commit;
 - D4 = 4 apps in 4 other containers deployed together (`-e app=all`, a new commit each round);
 - R4 = R in those 4 containers at once (for information: how much of D4 / D is the machine's
-  own limit, the same work 4x in parallel without Ansible).
+  own limit, the same work 4x in parallel without Ansible);
+- J  = D as a job: `dpl deploy` (queued, run by the worker through ansible-runner, followed
+  through its event stream), the worker already running (it was started by the first one);
+- J4 = the 4 apps of D4 as 4 jobs: `dpl deploy --detach` each, at once, then until all ended
+  (the worker runs as many at once as the machine has cores).
 
 and prints the ratios of issue 5 ("Performance") with their targets (compare ratios, never
 absolute times from different runs: the machine is noisy and shared):
 
-    (D - R) / P <= 1.5     D0 / P <= 1.5     D4 / D <= 2     (D / R, R4 / R for information)
+    (D - R) / P <= 1.5   D0 / P <= 1.5   D4 / D <= 2   J / D <= 1.05   J4 / R4 <= 1.5   (D / R, R4 / R: information)
 
     .venv/bin/python benchmarks/deploy.py [--rounds 5] [--no-breakdown]
 
@@ -62,7 +66,7 @@ PREFIX = "dplbench-"
 COMMITS = ("v1", "v2")
 PORT = 3000  # the DPL apps
 RAW_PORT = 3100  # R's app, next to the DPL app in the same container
-TARGETS = {"(D - R) / P": 1.5, "D0 / P": 1.5, "D4 / D": 2.0}
+TARGETS = {"(D - R) / P": 1.5, "D0 / P": 1.5, "D4 / D": 2.0, "J / D": 1.05, "J4 / R4": 1.5}
 
 PACKAGE_JSON = json.dumps({"name": "bench-app", "version": "1.0.0", "private": True,
                            "scripts": {"start": "node server.js"}}, indent=2) + "\n"
@@ -372,9 +376,50 @@ class Bench:
         self.live["four"] = ref
         return elapsed, proc
 
+    def dpl_json(self, registry: str, *args: str) -> dict:
+        env = dict(os.environ, DPL_REGISTRY=str(self.registries[registry]), XDG_STATE_HOME=str(self.workdir / "state"))
+        proc = subprocess.run([str(VENV_BIN / "dpl"), "--json", *args], capture_output=True, text=True, env=env,
+                              check=False, cwd=REPO, timeout=900)
+        if proc.returncode != 0:
+            raise SystemExit(f"dpl {' '.join(args)} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout)
+
+    def dpl(self, registry: str, *args: str) -> float:
+        env = dict(os.environ, DPL_REGISTRY=str(self.registries[registry]), XDG_STATE_HOME=str(self.workdir / "state"))
+        started = time.perf_counter()
+        proc = subprocess.run([str(VENV_BIN / "dpl"), "--json", *args], capture_output=True, text=True, env=env,
+                              check=False, cwd=REPO, timeout=900)
+        elapsed = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise SystemExit(f"dpl {' '.join(args)} failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
+        return elapsed
+
     def measure(self, kind: str) -> tuple[float, dict | None]:
         """Run one operation; check what it did (outside the timed part); return its time."""
         c0 = self.containers[0]
+        if kind == "J4":
+            ref = self.other(self.live["four"])
+            started = time.perf_counter()
+            with ThreadPoolExecutor(4) as pool:
+                jobs = list(pool.map(lambda app: self.dpl_json("four", "deploy", app, "--ref", ref, "--detach")["job"],
+                                     [f"fleet{i}/web" for i in range(len(self.containers) - 1)]))
+            with Registry.open(self.registries["four"]) as registry:
+                while any(registry.get_job(job)["status"] in ("queued", "running") for job in jobs):
+                    time.sleep(0.05)
+                statuses = [registry.get_job(job)["status"] for job in jobs]
+            elapsed = time.perf_counter() - started
+            assert statuses == ["successful"] * len(jobs), statuses
+            self.live["four"] = ref
+            for name in self.containers[1:]:
+                assert serving(self.addresses[name], PORT) == ref
+            return elapsed, None
+        if kind == "J":
+            ref = self.other(self.live["one"])
+            elapsed = self.dpl("one", "deploy", "bench/web", "--ref", ref)
+            self.live["one"] = ref
+            assert serving(self.addresses[c0], PORT) == ref
+            return elapsed, None
         if kind == "R":
             ref = self.other(self.live["raw"])
             elapsed, steps = self.raw(ref)
@@ -464,7 +509,7 @@ def main() -> None:
     # A SIGTERM too must reach the finally below, which deletes the containers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    kinds = ["R", "P", "D", "D0", "D4", "R4"]
+    kinds = ["R", "P", "D", "D0", "D4", "R4", "J", "J4"]
     samples: dict[str, list[float]] = {kind: [] for kind in kinds}
     raw_steps: dict[str, list[float]] = {step: [] for step in RAW_STEPS}
     with tempfile.TemporaryDirectory(prefix="dplbench-") as tmp:
@@ -492,7 +537,8 @@ def main() -> None:
 
     med = {kind: statistics.median(values) for kind, values in samples.items()}
     names = {"R": "raw script, one exec", "P": "play with one ping", "D": "DPL deploy, new commit",
-             "D0": "DPL redeploy, live commit", "D4": "4 apps in 4 containers",
+             "D0": "DPL redeploy, live commit", "D4": "4 apps in 4 containers", "J": "dpl deploy (a job)",
+             "J4": "4 jobs, 4 apps, at once",
              "R4": "R in 4 containers at once"}
     print(f"\nmedian of {args.rounds} rounds:")
     for kind in kinds:
@@ -500,7 +546,8 @@ def main() -> None:
               f"max {max(samples[kind]):.2f})")
     print("  R by step (median): " + ", ".join(f"{s} {statistics.median(v):.3f}" for s, v in raw_steps.items()))
     ratios = {"(D - R) / P": (med["D"] - med["R"]) / med["P"], "D0 / P": med["D0"] / med["P"],
-              "D4 / D": med["D4"] / med["D"]}
+              "D4 / D": med["D4"] / med["D"], "J / D": med["J"] / med["D"],
+              "J4 / R4": med["J4"] / med["R4"]}
     print()
     for name, value in ratios.items():
         verdict = "ok" if value <= TARGETS[name] else "MISSED"

@@ -382,8 +382,14 @@ class ContainerManager:
         try:
             self.client.set_state(self.name, "stop", timeout=max(1, self.params["timeout"] // 2))
         except LXDError:
-            # Did not shut down cleanly in time: force it, as `lxc stop --force` would.
-            self.client.set_state(self.name, "stop", timeout=self.params["timeout"], force=True)
+            # Did not shut down cleanly in time: force it, as `lxc stop --force` would. The clean
+            # stop may still finish meanwhile (a loaded host): then LXD refuses to stop a
+            # container that is not running, and stopped is what was asked.
+            try:
+                self.client.set_state(self.name, "stop", timeout=self.params["timeout"], force=True)
+            except LXDError:
+                if (self.current() or {}).get("status") != "Stopped":
+                    raise
 
     def delete(self, current):
         if current["status"] != "Stopped":

@@ -201,6 +201,41 @@ def test_cancel_from_another_process_stops_the_job_and_its_processes(registry_pa
     assert process.job_processes(process.job_marker(registry_path, job)) == []
 
 
+def test_a_job_past_its_timeout_is_stopped(registry_path, stocked, worker_process):
+    job = stocked.create_job("test-sleep", "app/shop/web", "tester", params={"seconds": 60}, timeout=3)
+    worker_process()
+    done = follow.follow(registry_path, job, keep_worker=False)
+    assert (done["status"], done["summary"]) == ("timeout", "stopped after 3 s (timeout)")
+    assert process.job_processes(process.job_marker(registry_path, job)) == []
+
+
+def test_ctrl_c_stops_following_and_a_second_one_cancels(registry_path, stocked, worker_process):
+    job = sleeper(stocked)
+    worker_process()
+    wait_for(lambda: sleeping(registry_path, job), what="the job's sleep")
+    env = dict(os.environ, DPL_REGISTRY=str(registry_path))
+    # Once: following stops, the job goes on.
+    follower = subprocess.Popen([DPL, "job", "follow", str(job)], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    follower.send_signal(signal.SIGINT)
+    _out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 130
+    assert f"`dpl job cancel {job}` cancels it" in err
+    assert job_status(registry_path, job) == "running" and sleeping(registry_path, job)
+    # Twice: canceled, and the follower waits until it has stopped.
+    follower = subprocess.Popen([DPL, "job", "follow", str(job)], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    follower.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    follower.send_signal(signal.SIGINT)
+    _out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 130 and f"canceling job {job}" in err
+    assert job_status(registry_path, job) == "canceled"
+    assert sleeping(registry_path, job) == []
+
+
 def test_a_new_worker_fails_the_jobs_of_a_dead_one_and_stops_their_processes(registry_path, stocked,
                                                                              worker_process):
     job = sleeper(stocked)

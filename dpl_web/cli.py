@@ -598,8 +598,9 @@ def _progress(event: dict[str, Any]) -> None:
                   file=sys.stderr, flush=True)
         else:
             state = "changed" if event.get("changed") else "ok"
-            details = ", ".join(f"{key} {str(event[key])[:12]}" for key in ("commit", "release", "ipv4", "status")
-                                if event.get(key))
+            details = ", ".join(f"{label} {str(event[key])[:12]}" for key, label in (
+                ("commit", "commit"), ("release", "release"), ("ipv4", "ipv4"), ("reported_status", "status"))
+                if event.get(key))
             print(f"    {state} {event['host']}{label}" + (f": {terminal_safe(details)}" if details else ""),
                   file=sys.stderr, flush=True)
 

@@ -15,7 +15,7 @@ from typing import Any
 from dpl_web.jobs import worker
 from dpl_web.registry import JOB_FINISHED, Registry
 
-POLL = 0.1  # seconds between two reads of the stream
+POLL = 0.05  # seconds between two reads of the stream (an indexed read: cheap)
 
 
 def events(registry_path: Path, job_id: int, after: int = 0, poll: float = POLL,

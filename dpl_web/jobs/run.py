@@ -25,8 +25,10 @@ from dpl_web.jobs import process
 from dpl_web.registry import Registry, ValidationError, parse_target
 
 # What a job keeps of each task result (besides host, task, status, changed and msg).
+# A module's own "status" (a container's LXD status) is kept as "reported_status": "status"
+# is the task's outcome (ok, failed, unreachable), which a module's key must not overwrite.
 RESULT_KEYS = ("commit", "release", "replaced_release", "backup", "duration", "failed_step", "rolled_back",
-               "skipped_build", "health_status", "status", "ipv4", "releases", "backups", "actions",
+               "skipped_build", "health_status", "ipv4", "releases", "backups", "actions",
                "live_release", "previous_release", "live_port", "project", "app", "retired")
 
 # How many finished jobs keep their private data directory (artifacts).
@@ -111,6 +113,8 @@ class JobRun:
                 "msg": self.scrub(str(res.get("msg", ""))),
                 **{key: res[key] for key in RESULT_KEYS if key in res},
             }
+            if "status" in res:
+                result["reported_status"] = res["status"]
             self.results.append(dict(result, log=self.scrub(res["log"]) if isinstance(res.get("log"), str) else ""))
             self.emit("result", **result)
         return True

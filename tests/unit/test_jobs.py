@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 
 from dpl_web.errors import Conflict
 from dpl_web.jobs import follow, process, worker
+from dpl_web.jobs.run import JobRun
 from dpl_web.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,6 +118,22 @@ def test_events_are_numbered_per_job_and_read_from_any_point(stocked):
     reg.finish_job(job, "successful", summary="done")
     assert reg.job_events(job, after=4) == [{**reg.job_events(job, after=4)[0], "type": "finished",
                                              "status": "successful", "summary": "done"}]
+
+
+def test_a_modules_own_status_never_hides_a_failure(stocked, registry_path, tmp_path):
+    """The container module returns its LXD status as "status": the task's outcome stays "status"."""
+    job = stocked.get_job(stocked.create_job("container-stop", "container/web1", "tester"))
+    run = JobRun(job, registry_path, tmp_path / "jobs", threading.Event())
+    try:
+        run._on_ansible_event({"event": "runner_on_failed", "event_data": {
+            "host": "web1", "task": "Stop it", "resolved_action": "dpl.platform.container",
+            "res": {"status": "Running", "msg": "LXD could not stop it", "changed": False}}})
+    finally:
+        run.close()
+    assert (run.results[0]["status"], run.results[0]["reported_status"]) == ("failed", "Running")
+    assert run.summary("failed") == "Stop it on web1: LXD could not stop it"
+    stored = stocked.job_events(job["id"])[-1]
+    assert (stored["type"], stored["status"], stored["reported_status"]) == ("result", "failed", "Running")
 
 
 # -- the worker (a real one, in its own process) -------------------------------------------

@@ -60,9 +60,9 @@ CLI_REMEDIES = {
     "list:project": "`dpl project list` shows them",
     "list:app": "`dpl app list` shows them",
     "list:job": "`dpl job list` shows them",
-    "cascade": "--cascade removes them too",
-    "give_container": "`dpl project add NAME --container CONTAINER`, or --container with the app",
-    "edit": "with `dpl ... edit`",
+    "cascade": "--cascade does that",
+    "give_container": "`dpl project add NAME --container CONTAINER` records it, or give --container with the app",
+    "edit": "`dpl ... edit` does that",
 }
 
 
@@ -904,8 +904,8 @@ def _fail(args: argparse.Namespace, exc: DplError) -> int:
     """Report an error: one sentence on stderr (the message, then what to do), and with
     --json its description on stdout. The exit code is the error kind's."""
     body = errors.describe(exc)
-    extra = CLI_REMEDIES.get(exc.remedy or "", "")
-    print(f"dpl: {exc.explain()}" + (f" ({extra})" if extra else ""), file=sys.stderr)
+    advice = "; ".join(part for part in (exc.hint, CLI_REMEDIES.get(exc.remedy or "", "")) if part)
+    print(f"dpl: {exc}" + (f" ({advice})" if advice else ""), file=sys.stderr)
     if getattr(args, "json", False):
         print(json.dumps({"error": body}, indent=2))
     return exc.exit_code

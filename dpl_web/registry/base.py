@@ -92,7 +92,7 @@ class RegistryBase:
     def _one(self, sql: str, params: tuple = ()) -> sqlite3.Row | None:
         return self.conn.execute(sql, params).fetchone()
 
-    def _id(self, table: str, name: str, hint: str = "") -> int:
+    def _id(self, table: str, name: str, hint: str | None = None) -> int:
         row = self._one(f"SELECT id FROM {table} WHERE name = ?", (name,))
         if row is None:
             raise NotFound(table, name, hint)

@@ -6,6 +6,7 @@ Commands run in-process through ``dpl_web.cli.main(argv)``; two run as the insta
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from dpl_web import cli
+from dpl_web.jobs import worker
 from dpl_web.registry import Registry
 
 REPO = "https://git.example.com/shop/web.git"
@@ -330,6 +332,38 @@ def test_job_list_and_show(ready):
     assert dpl("--json", "job", "show", str(deploy)).json["job"]["log"] == "step 1\nstep 2\n"
     dpl("job", "show", "999", expect=5)
     dpl("job", "list", "--status", "done", expect=2)
+
+
+@pytest.fixture
+def busy_worker(registry_path):
+    """This test holds the worker's lock, as a worker would: jobs stay queued (no worker is
+    started for them), and no pid is there to wake."""
+    Registry.open(registry_path).close()
+    with open(worker.lock_path(registry_path), "w+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def test_detach_queues_and_returns_cancel_and_follow(ready, busy_worker):
+    dpl = ready
+    dpl("app", "add", "shop/web", "--repo", REPO, "--container", "web1")
+    first = dpl("--json", "deploy", "shop/web", "--detach").json
+    assert (first["status"], first["replaced"]) == ("queued", [])
+    second = dpl("--json", "deploy", "shop/web", "--ref", "v2", "--detach").json
+    assert second["replaced"] == [first["job"]]
+    assert f"follow it: dpl job follow {second['job'] + 1}" in dpl("deploy", "shop/web", "--detach").out
+    replaced = dpl("--json", "job", "show", str(second["job"])).json["job"]
+    assert (replaced["status"], replaced["replaced_by"]) == ("canceled", second["job"] + 1)
+    canceled = dpl("--json", "job", "cancel", str(second["job"] + 1)).json["job"]
+    assert canceled["status"] == "canceled"
+    dpl("job", "cancel", str(second["job"] + 1), expect=6)
+    assert "already finished" in dpl.err
+    # Following a finished job prints its whole stream (one JSON event per line) and its outcome.
+    lines = [json.loads(line) for line in dpl("--json", "job", "follow", str(second["job"] + 1), expect=7).out
+             .splitlines()]
+    assert [event["type"] for event in lines] == ["queued", "finished"] and lines[-1]["status"] == "canceled"
+    text = dpl("job", "follow", str(second["job"] + 1), expect=7)
+    assert "canceled" in text.out and "job_failed" not in text.out
 
 
 def test_job_show_strips_terminal_escapes_from_repository_output(ready):

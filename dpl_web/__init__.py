@@ -16,7 +16,8 @@ def create_app(test_config: dict | None = None):
     if test_config:
         app.config.update(test_config)
 
-    from dpl_web import health
+    from dpl_web import api, health
 
     app.register_blueprint(health.bp)
+    api.register(app)
     return app

@@ -571,6 +571,35 @@ def cmd_job_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- API tokens ------------------------------------------------------------------------------
+
+
+def cmd_token_add(args: argparse.Namespace) -> int:
+    token = services.add_token(_ctx(args), args.name, args.scope, args.expires).record
+    expiry = f", expires {token['expires_at']}" if token["expires_at"] else ""
+    _emit(args, {"changed": True, "token": token["token"], "record": {k: v for k, v in token.items() if k != "token"}},
+          [token["token"], f"(token {token['name']}, scope {token['scope']}{expiry}: shown this once, keep it "
+                           "secret; send it as 'Authorization: Bearer <token>')"])
+    return EXIT_OK
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    tokens = services.list_tokens(_ctx(args))
+    _emit(args, {"tokens": tokens}, _table(tokens, [
+        ("name", lambda t: t["name"]), ("scope", lambda t: t["scope"]), ("created", lambda t: t["created_at"]),
+        ("expires", lambda t: t["expires_at"]), ("revoked", lambda t: t["revoked_at"]),
+        ("last used", lambda t: t["last_used_at"]),
+    ], "no tokens: make one with `dpl token add NAME`"))
+    return EXIT_OK
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    outcome = services.revoke_token(_ctx(args), args.name)
+    _emit(args, {"changed": outcome.changed, "token": outcome.record},
+          f"token {args.name}: {'revoked' if outcome.changed else 'already revoked'}")
+    return EXIT_OK
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from dpl_web.jobs.worker import Worker
 
@@ -889,6 +918,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start after this event (the sequence number of the last one seen)")
     sub = command(jobs, "cancel", cmd_job_cancel, "cancel a queued job, or stop a running one")
     sub.add_argument("id", type=int)
+
+    tokens = commands.add_parser("token", help="bearer tokens of the JSON API").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    sub = command(tokens, "add", cmd_token_add, "make a token (printed once; only its hash is kept)")
+    sub.add_argument("name")
+    sub.add_argument("--scope", choices=registry.TOKEN_SCOPES, default="read",
+                     help="read: look only; write: also change and run jobs (default read)")
+    sub.add_argument("--expires", type=int, metavar="DAYS", help="refused after this many days (default: never)")
+    command(tokens, "list", cmd_token_list, "list the tokens (never the tokens themselves)")
+    command(tokens, "revoke", cmd_token_revoke, "refuse a token from now on").add_argument("name")
 
     sub = command(commands, "worker", cmd_worker, "run queued jobs (scripts/setup keeps one running; any job "
                                                   "command starts one when none runs)")

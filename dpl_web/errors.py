@@ -12,6 +12,9 @@ not_found      5     404   the host, container, project, app or job named does n
 conflict       6     409   it exists already, a port, domain or address is taken, it still
                            has children, or the job is in a state that forbids the change
 job_failed     7     500   a job ran and failed; its record says why
+bad_request    2     400   the request is malformed (not JSON, not an object)
+unauthorized   8     401   no token, or one unknown, expired or revoked
+forbidden      9     403   a read-only token asked for a change
 =============  ====  ====  ==============================================================
 
 Messages say what happened; ``hint`` says what to do, naming no client (no command line,
@@ -29,8 +32,8 @@ from dpl_web.collection import validation
 DplError = validation.DplError
 ValidationError = validation.ValidationError
 
-__all__ = ["DplError", "ValidationError", "RegistryUnusable", "NotFound", "Conflict", "JobFailed", "KINDS",
-           "describe"]
+__all__ = ["DplError", "ValidationError", "BadRequest", "RegistryUnusable", "NotFound", "Conflict", "JobFailed",
+           "Unauthorized", "Forbidden", "KINDS", "describe"]
 
 
 class RegistryUnusable(DplError):
@@ -66,6 +69,32 @@ class Conflict(DplError):
     hint = "nothing was changed"
 
 
+class BadRequest(DplError):
+    """The request itself is malformed (not JSON, not an object): nothing in it was read."""
+
+    code = "bad_request"
+    exit_code = 2
+    http_status = 400
+
+
+class Unauthorized(DplError):
+    """No credentials, or credentials that are unknown, expired or revoked."""
+
+    code = "unauthorized"
+    exit_code = 8
+    http_status = 401
+    hint = "send a valid token: Authorization: Bearer <token>"
+
+
+class Forbidden(DplError):
+    """The credentials are good but do not allow this (a read-only token asking for a change)."""
+
+    code = "forbidden"
+    exit_code = 9
+    http_status = 403
+    hint = "use a token with the write scope"
+
+
 class JobFailed(DplError):
     """A job ran and did not succeed: ``job`` is its record (a dict, as the registry gives it)."""
 
@@ -78,7 +107,8 @@ class JobFailed(DplError):
         super().__init__(message, "the job's record holds its log and the step that failed")
 
 
-KINDS: tuple[type[DplError], ...] = (DplError, RegistryUnusable, ValidationError, NotFound, Conflict, JobFailed)
+KINDS: tuple[type[DplError], ...] = (DplError, BadRequest, RegistryUnusable, ValidationError, NotFound, Conflict,
+                                     JobFailed, Unauthorized, Forbidden)
 
 
 def describe(exc: DplError) -> dict[str, Any]:

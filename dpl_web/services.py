@@ -483,4 +483,27 @@ def cancel_job(ctx: Context, job_id: int) -> Outcome:
     return Outcome(job, True)
 
 
+# -- API tokens ----------------------------------------------------------------------
+
+
+def add_token(ctx: Context, name: str, scope: str = "read", expires_days: int | None = None) -> Outcome:
+    """Make a bearer token for the JSON API. The outcome's record holds it under ``token``:
+    shown this once, only its hash is kept."""
+    with ctx.open() as reg:
+        record, token = reg.add_token(name, scope, expires_days)
+    return Outcome(dict(record, token=token), True)
+
+
+def list_tokens(ctx: Context) -> list[dict[str, Any]]:
+    with ctx.open() as reg:
+        return reg.list_tokens()
+
+
+def revoke_token(ctx: Context, name: str) -> Outcome:
+    with ctx.open() as reg:
+        before = reg.get_token(name)
+        record = reg.revoke_token(name)
+    return Outcome(record, before["revoked_at"] is None)
+
+
 __all__ = ["Context", "Outcome", "Conflict"]

@@ -87,6 +87,12 @@ def worker_running(registry_path: Path) -> bool:
         return False
 
 
+# Starts the worker through a short-lived Python that exits at once: the worker is then no
+# child of the caller (a web server would collect zombies, a test a "still running" warning).
+_SPAWN = ("import subprocess, sys; subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=sys.stdout, "
+          "stderr=subprocess.STDOUT, start_new_session=True, close_fds=True, cwd='/')")
+
+
 def ensure_worker(registry_path: Path) -> bool:
     """Start a worker for the registry unless one runs; True when one was started. It runs
     detached (its own session, output in the log directory) and exits when idle."""
@@ -96,10 +102,11 @@ def ensure_worker(registry_path: Path) -> bool:
         return False
     paths.log_dir().mkdir(parents=True, exist_ok=True)
     with open(paths.log_dir() / "worker.log", "ab") as log:
-        subprocess.Popen(  # noqa: S603 - a fixed argument list
-            [sys.executable, "-m", "dpl_web", "worker", "--idle-exit", str(ON_DEMAND_IDLE_EXIT), "--no-wait"],
+        subprocess.run(  # noqa: S603 - a fixed argument list
+            [sys.executable, "-c", _SPAWN, sys.executable, "-m", "dpl_web", "worker", "--idle-exit",
+             str(ON_DEMAND_IDLE_EXIT), "--no-wait"],
             env=dict(os.environ, DPL_REGISTRY=str(registry_path)), stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True, close_fds=True, cwd="/")
+            stderr=subprocess.STDOUT, check=False, timeout=30)
     return True
 
 

@@ -11,7 +11,8 @@ module per concern:
 - :mod:`.records`: the JSON shape of each record, defined once;
 - :mod:`.base`: the connection, transactions and snapshots;
 - :mod:`.hosts`, :mod:`.containers`, :mod:`.projects`, :mod:`.apps` (and the inventory),
-  :mod:`.jobs` (the queue and the event streams): one table each.
+  :mod:`.jobs` (the queue and the event streams), :mod:`.tokens` (the API's tokens): one
+  table each.
 
 Why it is built the way it is:
 
@@ -76,18 +77,20 @@ from dpl_web.registry.schema import (
     migrate,
     schema_version,
 )
+from dpl_web.registry.tokens import TOKEN_SCOPES, TokensTable
 
 __all__ = [
     "APP_FIELDS", "BUSY_TIMEOUT", "CONTAINER_FIELDS", "DEFAULT_BRANCH_REF", "FIELDS", "FIRST_CONTAINER_ADDRESS",
     "HOST_FIELDS", "INVENTORY_KEYS", "Field", "json_schema",
     "JOB_FINISHED", "JOB_STATUSES", "JOB_TARGET_KINDS", "KEEP_JOB_EVENTS", "MIGRATIONS", "PROJECT_FIELDS",
-    "SCHEMA_VERSION", "SECRET_MASK", "Conflict", "NotFound", "Registry", "RegistryError", "ValidationError",
+    "SCHEMA_VERSION", "SECRET_MASK", "TOKEN_SCOPES",
+    "Conflict", "NotFound", "Registry", "RegistryError", "ValidationError",
     "app_request", "connect", "connect_readonly", "jobs_clash", "layout", "migrate", "parse_target", "schema_version",
     "split_app",
 ]
 
 
-class Registry(HostsTable, ContainersTable, ProjectsTable, AppsTable, JobsTable):
+class Registry(HostsTable, ContainersTable, ProjectsTable, AppsTable, JobsTable, TokensTable):
     """DPL's registry: open one with :meth:`open`, close it (or use ``with``) when done.
 
     A Registry wraps one SQLite connection; use one per thread (the web front end keeps one

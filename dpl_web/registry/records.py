@@ -49,6 +49,11 @@ def _project_dict(row: sqlite3.Row, apps: list[str]) -> dict[str, Any]:
             "created_at": row["created_at"], "updated_at": row["updated_at"]}
 
 
+def _token_dict(row: sqlite3.Row) -> dict[str, Any]:
+    """A token's record: never its hash (nor the token, which is not kept)."""
+    return {key: row[key] for key in ("name", "scope", "created_at", "expires_at", "revoked_at", "last_used_at")}
+
+
 def _job_dict(row: sqlite3.Row, with_log: bool) -> dict[str, Any]:
     job = {key: row[key] for key in (
         "id", "kind", "target", "container", "project", "who", "status", "created_at", "started_at",
@@ -113,4 +118,71 @@ INVENTORY_KEYS = {
                                     if spec.inventory and key not in LIMITS), "limits", "status", "status_at"),
     "app": ("project", "name", *(key for key, spec in APP_FIELDS.items() if spec.inventory), "ports", "live_port",
             "env"),
+}
+
+
+# -- the records' JSON Schemas (the API's responses) -------------------------------------------
+
+_TEXT = {"type": "string"}
+_TIME = {"type": "string"}
+_MAYBE_TIME = {"type": ["string", "null"]}
+_NAMES = {"type": "array", "items": {"type": "string"}}
+
+# What a record holds besides its fields (registry.fields): names, relations, timestamps, and
+# what the registry computes or records.
+RECORD_EXTRAS: dict[str, dict[str, Any]] = {
+    "host": {"name": _TEXT, "created_at": _TIME, "updated_at": _TIME},
+    "container": {"name": _TEXT, "host": _TEXT, "projects": _NAMES, "status": _TEXT, "status_at": _MAYBE_TIME,
+                  "limits": {"type": "object", "additionalProperties": False, "required": list(LIMITS),
+                             "properties": {key: {"type": ["string", "null"]} for key in LIMITS}},
+                  "created_at": _TIME, "updated_at": _TIME},
+    "project": {"name": _TEXT, "container": _TEXT, "apps": _NAMES, "created_at": _TIME, "updated_at": _TIME},
+    "app": {"project": _TEXT, "name": _TEXT, "container": _TEXT, "host": _TEXT,
+            "ports": {"type": "array", "items": {"type": "integer"}}, "live_port": {"type": ["integer", "null"]},
+            "env": {"type": "object", "additionalProperties": {"type": "string"}},
+            "secret_env": {**_NAMES, "description": "the names of the secret variables (never their values)"},
+            "created_at": _TIME, "updated_at": _TIME},
+}
+
+
+def record_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of a record as the registry returns it: its fields (as
+    registry.fields defines them) and :data:`RECORD_EXTRAS`; every key present, no other."""
+    from dpl_web.registry.fields import json_schema
+
+    properties = {name: {key: value for key, value in schema.items() if key != "default"}
+                  for name, schema in json_schema(kind, for_change=True)["properties"].items()
+                  if not (kind == "container" and name in LIMITS)}
+    properties.update(RECORD_EXTRAS[kind])
+    return {"type": "object", "properties": properties, "required": sorted(properties), "additionalProperties": False}
+
+
+JOB_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "required": ["id", "kind", "target", "container", "project", "who", "status", "created_at", "started_at",
+                 "finished_at", "summary", "owner", "timeout", "replaced_by", "commit", "params", "cancel_requested",
+                 "changed", "result"],
+    "properties": {
+        "id": {"type": "integer"}, "kind": _TEXT, "target": _TEXT, "container": {"type": ["string", "null"]},
+        "project": {"type": ["string", "null"]}, "who": _TEXT,
+        "status": {"enum": ["queued", "running", "successful", "failed", "canceled", "timeout"]},
+        "created_at": _TIME, "started_at": _MAYBE_TIME, "finished_at": _MAYBE_TIME,
+        "summary": {"type": ["string", "null"]}, "owner": {"type": ["string", "null"]}, "timeout": {"type": "integer"},
+        "replaced_by": {"type": ["integer", "null"]}, "commit": {"type": ["string", "null"]},
+        "params": {"type": "object"}, "cancel_requested": {"type": "boolean"}, "changed": {},
+        "result": {}, "log": {"type": ["string", "null"]},
+    },
+}
+
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["seq", "at", "type"],
+    "properties": {"seq": {"type": "integer", "minimum": 1}, "at": _TIME,
+                   "type": {"enum": ["queued", "started", "play", "task", "result", "note", "finished"]}},
+}
+
+TOKEN_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "required": ["name", "scope", "created_at", "expires_at", "revoked_at", "last_used_at"],
+    "properties": {"name": _TEXT, "scope": {"enum": ["read", "write"]}, "created_at": _TIME,
+                   "expires_at": _MAYBE_TIME, "revoked_at": _MAYBE_TIME, "last_used_at": _MAYBE_TIME},
 }

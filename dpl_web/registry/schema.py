@@ -146,6 +146,20 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (job_id, seq)
     ) WITHOUT ROWID;
     """,
+    # v7: bearer tokens of the JSON API, stored hashed (SHA-256 of 32 random bytes: a token is
+    # never guessable, so a slow hash buys nothing), each read-only or read-write.
+    """
+    CREATE TABLE api_token (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        hash TEXT NOT NULL UNIQUE,
+        scope TEXT NOT NULL CHECK (scope IN ('read', 'write')),
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT,
+        last_used_at TEXT
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

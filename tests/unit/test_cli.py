@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from dpl_web import cli
+from dpl_web.errors import Unauthorized
 from dpl_web.jobs import worker
 from dpl_web.registry import Registry
 
@@ -364,6 +365,23 @@ def test_detach_queues_and_returns_cancel_and_follow(ready, busy_worker):
     assert [event["type"] for event in lines] == ["queued", "finished"] and lines[-1]["status"] == "canceled"
     text = dpl("job", "follow", str(second["job"] + 1), expect=7)
     assert "canceled" in text.out and "job_failed" not in text.out
+
+
+def test_api_tokens_are_shown_once_and_stored_hashed(ready, registry_path):
+    dpl = ready
+    made = dpl("--json", "token", "add", "ci", "--scope", "write", "--expires", "30").json
+    token = made["token"]
+    assert token.startswith("dpl_") and made["record"]["scope"] == "write" and made["record"]["expires_at"]
+    assert token not in registry_path.read_bytes().decode("latin-1")
+    listed = dpl("--json", "token", "list").json["tokens"]
+    assert [t["name"] for t in listed] == ["ci"] and token not in dpl.out
+    dpl("token", "add", "ci", expect=6)
+    dpl("token", "add", "ro", "--scope", "admin", expect=2)
+    assert dpl("--json", "token", "revoke", "ci").json["changed"] is True
+    assert dpl("--json", "token", "revoke", "ci").json["changed"] is False
+    with Registry.open() as reg, pytest.raises(Unauthorized, match="not valid"):
+        reg.check_token(token)
+    dpl("token", "revoke", "nope", expect=5)
 
 
 def test_job_show_strips_terminal_escapes_from_repository_output(ready):

@@ -55,8 +55,16 @@ def many(name: str) -> dict[str, Any]:
 
 
 REMOVED = {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}
-QUEUED = obj(job=ref("job"), url={"type": "string"}, replaced={"type": "array", "items": {"type": "integer"}},
-             notes={"type": "array", "items": {"type": "string"}})
+
+
+def queued_with(**more: Any) -> dict[str, Any]:
+    """The answer of a route that queued a job: the job, its URL, the jobs it replaced,
+    notes; and ``more``."""
+    return obj(job=ref("job"), url={"type": "string"}, replaced={"type": "array", "items": {"type": "integer"}},
+               notes={"type": "array", "items": {"type": "string"}}, **more)
+
+
+QUEUED = queued_with()
 
 
 @dataclass
@@ -172,7 +180,7 @@ def containers_show(name: str):
        body={**fields.json_schema("container"), "properties": {
            "name": {"type": "string"}, "host": {"type": "string"}, **fields.json_schema("container")["properties"]},
            "required": ["name"]},
-       answer={**QUEUED, "properties": {**QUEUED["properties"], "container": ref("container")}})
+       answer=queued_with(container=ref("container")))
 def containers_create():
     data = body()
     name, host = data.pop("name", None), data.pop("host", "local")
@@ -228,8 +236,7 @@ def projects_add():
 
 @route("DELETE", "/projects/{name}", "remove a project (?cascade=1: its apps too, taken out of service by a job; "
        "?record_only=1: only the records)", 200, answer=obj(changed={"type": "boolean"}, removed=REMOVED),
-       query=("cascade", "record_only"), more={202: {**QUEUED, "properties": {**QUEUED["properties"],
-                                                                             "removed": REMOVED}}})
+       query=("cascade", "record_only"), more={202: queued_with(removed=REMOVED)})
 def projects_remove(name: str):
     outcome = services.remove_project(ctx(), name, cascade=flag("cascade"), record_only=flag("record_only"))
     if outcome.job is not None:
@@ -271,8 +278,7 @@ def apps_add():
            "add_domains": {"type": "array", "items": {"type": "string"}},
            "remove_domains": {"type": "array", "items": {"type": "string"}}, "record_only": {"type": "boolean"}}},
        answer=obj(changed={"type": "boolean"}, app=ref("app")),
-       more={202: {**QUEUED, "properties": {**QUEUED["properties"], "changed": {"type": "boolean"},
-                                            "app": ref("app")}}})
+       more={202: queued_with(changed={"type": "boolean"}, app=ref("app"))})
 def apps_edit(project: str, app: str):
     data = body()
     outcome = services.edit_app(ctx(), f"{project}/{app}", **data)
@@ -282,7 +288,7 @@ def apps_edit(project: str, app: str):
 
 
 @route("DELETE", "/apps/{project}/{app}", "take an app out of service and remove it (a job; ?record_only=1: "
-       "only the record)", 202, answer={**QUEUED, "properties": {**QUEUED["properties"], "removed": REMOVED}},
+       "only the record)", 202, answer=queued_with(removed=REMOVED),
        query=("record_only",), more={200: obj(changed={"type": "boolean"}, removed=REMOVED)})
 def apps_remove(project: str, app: str):
     outcome = services.remove_app(ctx(), f"{project}/{app}", record_only=flag("record_only"))

@@ -16,8 +16,9 @@ def create_app(test_config: dict | None = None):
     if test_config:
         app.config.update(test_config)
 
-    from dpl_web import api, health
+    from dpl_web import api, health, hooks
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(hooks.bp)
     api.register(app)
     return app

@@ -511,6 +511,24 @@ def cmd_example(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_app_webhook(args: argparse.Namespace) -> int:
+    if args.off:
+        outcome = services.remove_webhook(_ctx(args), args.app)
+        _emit(args, {"changed": outcome.changed, "webhook": outcome.record},
+              f"webhook of {args.app}: {'off' if outcome.changed else 'was off already'} (every call is refused)")
+        return EXIT_OK
+    hook = services.set_webhook(_ctx(args), args.app).record
+    _emit(args, {"changed": True, "webhook": hook}, [
+        f"webhook of {hook['app']}: on, with a new secret (a previous one no longer works)",
+        f"  URL:     <where the web front end is reachable>{hook['path']}  (locally "
+        f"http://127.0.0.1:8470{hook['path']})",
+        f"  secret:  {hook['secret']}   (shown this once)",
+        "  GitHub, Gitea, Forgejo: content type application/json, this secret, push events;",
+        "  GitLab: this secret as the secret token, push events. Pushes to the app's branch deploy it.",
+    ])
+    return EXIT_OK
+
+
 # -- jobs ----------------------------------------------------------------------------------
 
 
@@ -881,6 +899,10 @@ def build_parser() -> argparse.ArgumentParser:
                   job=True)
     sub.add_argument("app", metavar="PROJECT/APP")
     sub.add_argument("backup", help="the backup's file name (dpl app backups PROJECT/APP)")
+    sub = command(apps, "webhook", cmd_app_webhook, "turn on an app's push webhook with a new secret (printed "
+                                                    "once; run again to rotate it)")
+    sub.add_argument("app", metavar="PROJECT/APP")
+    sub.add_argument("--off", action="store_true", help="turn it off: every call is refused")
     command(apps, "releases", cmd_app_history, "list an app's releases (time, commit, size)").add_argument(
         "app", metavar="PROJECT/APP")
     command(apps, "backups", cmd_app_history, "list an app's backups (time, commit, size)").add_argument(

@@ -483,6 +483,62 @@ def cancel_job(ctx: Context, job_id: int) -> Outcome:
     return Outcome(job, True)
 
 
+# -- push webhooks -------------------------------------------------------------------
+
+
+def webhook_path(app: str) -> str:
+    project, name = split_app(app)
+    return f"/hooks/{project}/{name}"
+
+
+def set_webhook(ctx: Context, app: str) -> Outcome:
+    """Turn the app's push webhook on with a new secret (a rotation when it was on: the old
+    secret stops working). The record holds the path to give the forge and the secret,
+    shown this once."""
+    project, name = split_app(app)
+    with ctx.open() as reg:
+        secret = reg.set_webhook_secret(project, name)
+    return Outcome({"app": f"{project}/{name}", "path": webhook_path(app), "secret": secret}, True)
+
+
+def remove_webhook(ctx: Context, app: str) -> Outcome:
+    """Turn the app's webhook off: every call is refused from now on."""
+    project, name = split_app(app)
+    with ctx.open() as reg:
+        changed = reg.remove_webhook(project, name)
+    return Outcome({"app": f"{project}/{name}", "path": webhook_path(app), "on": False}, changed)
+
+
+def receive_push(ctx: Context, project: str, name: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    """A forge's call: refused unless the app's webhook is on and the call is signed with its
+    secret (dpl_web.webhooks); a delivery seen before, an event that is no push, or a push to
+    another branch than the app deploys is acknowledged and ignored; a push to it queues a
+    deploy (replacing one still queued). Returns what was done."""
+    from dpl_web import webhooks
+    from dpl_web.errors import Forbidden
+
+    with ctx.open() as reg:
+        record = reg.get_app(project, name)
+        secret = reg.webhook_secret(project, name)
+        if secret is None:
+            raise Forbidden(f"the webhook of app {project}/{name} is off", "turn it on: that makes its secret")
+        delivery = webhooks.verify(headers, body, secret)
+        if not delivery.is_push:
+            return {"status": "ignored", "reason": f"a {delivery.forge} {delivery.event or 'unnamed'} event is no push"}
+        if delivery.delivery and not reg.record_delivery(project, name, delivery.delivery):
+            return {"status": "ignored", "reason": f"delivery {delivery.delivery} was received before"}
+        wanted = record["ref"] or delivery.default_branch
+        if delivery.branch is None or delivery.branch != wanted:
+            pushed = delivery.branch or str(delivery.payload.get("ref") or "nothing")
+            deploys = wanted or "its default branch"
+            return {"status": "ignored", "reason": f"a push to {pushed}; the app deploys {deploys}"}
+    outcome = deploy(ctx, f"{project}/{name}")
+    if delivery.delivery:
+        with ctx.open() as reg:
+            reg.delivery_job(project, name, delivery.delivery, outcome.job["id"])
+    return {"status": "queued", "job": outcome.job["id"], "replaced": outcome.replaced, "commit": delivery.commit}
+
+
 # -- API tokens ----------------------------------------------------------------------
 
 

@@ -11,8 +11,8 @@ module per concern:
 - :mod:`.records`: the JSON shape of each record, defined once;
 - :mod:`.base`: the connection, transactions and snapshots;
 - :mod:`.hosts`, :mod:`.containers`, :mod:`.projects`, :mod:`.apps` (and the inventory),
-  :mod:`.jobs` (the queue and the event streams), :mod:`.tokens` (the API's tokens): one
-  table each.
+  :mod:`.jobs` (the queue and the event streams), :mod:`.tokens` (the API's tokens),
+  :mod:`.webhooks` (push webhooks): one table each.
 
 Why it is built the way it is:
 
@@ -78,6 +78,7 @@ from dpl_web.registry.schema import (
     schema_version,
 )
 from dpl_web.registry.tokens import TOKEN_SCOPES, TokensTable
+from dpl_web.registry.webhooks import WebhooksTable
 
 __all__ = [
     "APP_FIELDS", "BUSY_TIMEOUT", "CONTAINER_FIELDS", "DEFAULT_BRANCH_REF", "FIELDS", "FIRST_CONTAINER_ADDRESS",
@@ -90,7 +91,7 @@ __all__ = [
 ]
 
 
-class Registry(HostsTable, ContainersTable, ProjectsTable, AppsTable, JobsTable, TokensTable):
+class Registry(HostsTable, ContainersTable, ProjectsTable, AppsTable, JobsTable, TokensTable, WebhooksTable):
     """DPL's registry: open one with :meth:`open`, close it (or use ``with``) when done.
 
     A Registry wraps one SQLite connection; use one per thread (the web front end keeps one

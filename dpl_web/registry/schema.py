@@ -160,6 +160,24 @@ MIGRATIONS: list[str] = [
         last_used_at TEXT
     );
     """,
+    # v8: push webhooks. An app's webhook secret (kept in the clear like the apps' secret
+    # variables: an HMAC needs it; the file is mode 0600), and the deliveries seen, so a
+    # replayed one is ignored.
+    """
+    CREATE TABLE app_webhook (
+        app_id INTEGER PRIMARY KEY REFERENCES app (id) ON DELETE CASCADE,
+        secret TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE webhook_delivery (
+        app_id INTEGER NOT NULL REFERENCES app (id) ON DELETE CASCADE,
+        delivery TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        job_id INTEGER,
+        PRIMARY KEY (app_id, delivery)
+    );
+    CREATE INDEX webhook_delivery_time ON webhook_delivery (received_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

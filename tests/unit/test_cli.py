@@ -384,6 +384,20 @@ def test_api_tokens_are_shown_once_and_stored_hashed(ready, registry_path):
     dpl("token", "revoke", "nope", expect=5)
 
 
+def test_an_apps_webhook_is_turned_on_rotated_and_off(ready):
+    dpl = ready
+    dpl("app", "add", "shop/web", "--repo", REPO, "--container", "web1")
+    first = dpl("--json", "app", "webhook", "shop/web").json["webhook"]
+    assert first["path"] == "/hooks/shop/web" and len(first["secret"]) >= 40
+    text = dpl("app", "webhook", "shop/web").out
+    assert "/hooks/shop/web" in text and first["secret"] not in text and "shown this once" in text
+    with Registry.open() as reg:
+        assert reg.webhook_secret("shop", "web") not in (None, first["secret"])
+    assert dpl("--json", "app", "webhook", "shop/web", "--off").json["changed"] is True
+    assert "was off already" in dpl("app", "webhook", "shop/web", "--off").out
+    dpl("app", "webhook", "shop/nope", expect=5)
+
+
 def test_job_show_strips_terminal_escapes_from_repository_output(ready):
     dpl = ready
     hostile = ("npm ok\x1b]0;pwned title\x07 \x1b]52;c;Y3VybCBldmlsfHNo\x1b\\ \x1b[2J\x1b[31mred\x1b[0m\r\n"

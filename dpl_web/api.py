@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 from dpl_web import services
 from dpl_web.errors import BadRequest, DplError, Forbidden, Unauthorized, describe
 from dpl_web.registry import JOB_FINISHED, JOB_STATUSES, Registry, fields
-from dpl_web.registry.records import EVENT_SCHEMA, JOB_SCHEMA, record_schema
+from dpl_web.registry.records import AUDIT_SCHEMA, EVENT_SCHEMA, JOB_SCHEMA, record_schema
 
 PREFIX = "/api/v1"
 HEARTBEAT = 15  # seconds between two comments on an idle stream (Cloudflare drops ~100 s idle)
@@ -391,6 +391,16 @@ def _events(registry_path: Path, job_id: int, after: int) -> Iterator[str]:
             time.sleep(STREAM_POLL)
 
 
+# -- the audit trail ---------------------------------------------------------------------------
+
+
+@route("GET", "/audit", "who did what, newest first", answer=obj(audit=many("audit")),
+       query=("who", "target", "limit"))
+def audit_list():
+    filters: dict[str, Any] = {key: request.args[key] for key in ("who", "target", "limit") if key in request.args}
+    return jsonify(audit=services.list_audit(ctx(), **filters))
+
+
 # -- the document ----------------------------------------------------------------------------
 
 
@@ -423,7 +433,7 @@ def openapi_document() -> dict[str, Any]:
             operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": item.body}}}
         paths.setdefault(PREFIX + item.path, {})[item.method.lower()] = operation
     schemas = {kind: record_schema(kind) for kind in ("host", "container", "project", "app")}
-    schemas.update(job=JOB_SCHEMA, event=EVENT_SCHEMA, error={
+    schemas.update(job=JOB_SCHEMA, event=EVENT_SCHEMA, audit=AUDIT_SCHEMA, error={
         "type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["code", "message"],
             "properties": {"code": {"type": "string"}, "type": {"type": "string"}, "message": {"type": "string"},

@@ -589,6 +589,16 @@ def cmd_job_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    entries = services.list_audit(_ctx(args), who=args.who, target=args.target, limit=args.limit)
+    _emit(args, {"audit": entries}, _table(entries, [
+        ("at", lambda e: e["at"]), ("who", lambda e: e["who"]), ("action", lambda e: e["action"]),
+        ("target", lambda e: e["target"]), ("job", lambda e: e["job"]),
+        ("fields", lambda e: ",".join(e["detail"].get("fields", []))),
+    ], "nothing recorded yet"))
+    return EXIT_OK
+
+
 # -- API tokens ------------------------------------------------------------------------------
 
 
@@ -940,6 +950,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start after this event (the sequence number of the last one seen)")
     sub = command(jobs, "cancel", cmd_job_cancel, "cancel a queued job, or stop a running one")
     sub.add_argument("id", type=int)
+
+    sub = command(commands, "audit", cmd_audit, "who did what, newest first (changes and actions, from the CLI, "
+                                                "the API and webhooks)")
+    sub.add_argument("--who", help="only this user's, token's (token:NAME) or webhook's")
+    sub.add_argument("--target", help="only this target and what is under it (app/shop, container/web1, ...)")
+    sub.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
 
     tokens = commands.add_parser("token", help="bearer tokens of the JSON API").add_subparsers(
         dest="action", required=True, metavar="ACTION")

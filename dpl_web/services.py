@@ -11,8 +11,9 @@ one): the worker (dpl_web.jobs.worker) runs it, and anyone can follow it
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,32 @@ def default_user() -> str:
         return str(os.getuid())
 
 
+def audited(action: str, target: str) -> Callable[[Callable[..., Outcome]], Callable[..., Outcome]]:
+    """Record in the audit trail who did ``action`` to ``target`` (a format of the service's
+    first argument: ``"app/{}"``; a queued job's own target when there is one), when the
+    service changed something or queued a job. The detail names the fields given, never
+    their values (a value may be a secret)."""
+    def wrap(service: Callable[..., Outcome]) -> Callable[..., Outcome]:
+        @functools.wraps(service)
+        def run(ctx: Context, *args: Any, **kwargs: Any) -> Outcome:
+            outcome = service(ctx, *args, **kwargs)
+            if outcome.changed or outcome.job:
+                detail = {"fields": sorted(key for key, value in kwargs.items() if value not in (None, [], {}, ()))}
+                where = outcome.job["target"] if outcome.job else target.format(*args[:1])
+                with ctx.open() as reg:
+                    reg.add_audit(ctx.who, action, where, detail if detail["fields"] else None,
+                                  outcome.job["id"] if outcome.job else None)
+            return outcome
+        return run
+    return wrap
+
+
+def list_audit(ctx: Context, **filters: Any) -> list[dict[str, Any]]:
+    """The audit trail, newest first: filters ``who``, ``target`` (a prefix), ``limit``."""
+    with ctx.open() as reg:
+        return reg.list_audit(**filters)
+
+
 def _queue(ctx: Context, kind: str, target: str, params: Mapping[str, Any],
            timeout: int = DEFAULT_TIMEOUT) -> Outcome:
     """Queue a job (a deploy replaces the queued deploys of its app) and see that a worker
@@ -106,11 +133,13 @@ def get_host(ctx: Context, name: str) -> dict[str, Any]:
         return reg.get_host(name)
 
 
+@audited("host.add", "host/{}")
 def add_host(ctx: Context, name: str, **fields: Any) -> Outcome:
     with ctx.open() as reg:
         return Outcome(reg.add_host(name, **fields), True)
 
 
+@audited("host.edit", "host/{}")
 def edit_host(ctx: Context, name: str, **changes: Any) -> Outcome:
     with ctx.open() as reg:
         before = reg.total_changes
@@ -118,6 +147,7 @@ def edit_host(ctx: Context, name: str, **changes: Any) -> Outcome:
         return Outcome(host, reg.total_changes != before)
 
 
+@audited("host.remove", "host/{}")
 def remove_host(ctx: Context, name: str, cascade: bool = False) -> Outcome:
     """Remove a host's record (with ``cascade``, its containers', projects' and apps' too).
     LXD is not touched."""
@@ -138,12 +168,14 @@ def get_container(ctx: Context, name: str) -> dict[str, Any]:
         return reg.get_container(name)
 
 
+@audited("container.record", "container/{}")
 def record_container(ctx: Context, name: str, host: str = "local", **fields: Any) -> Outcome:
     """Record a container that exists (or will be made) outside DPL's jobs."""
     with ctx.open() as reg:
         return Outcome(reg.add_container(name, host, **fields), True)
 
 
+@audited("container.edit", "container/{}")
 def edit_container(ctx: Context, name: str, **changes: Any) -> Outcome:
     """Change a container's record; ``reconfigure`` applies limits, profiles and address."""
     with ctx.open() as reg:
@@ -161,6 +193,7 @@ def set_container_status(ctx: Context, name: str, status: str, ipv4: str | None 
     return Outcome(container, (container["status"], container["ipv4"]) != (before["status"], before["ipv4"]))
 
 
+@audited("container.forget", "container/{}")
 def forget_container(ctx: Context, name: str, cascade: bool = False) -> Outcome:
     """Remove a container's record only (LXD keeps the container)."""
     with ctx.open() as reg:
@@ -190,6 +223,7 @@ def addresses_in_use(host: dict[str, Any]) -> set[str]:
     return used
 
 
+@audited("container.create", "container/{}")
 def create_container(ctx: Context, name: str, host: str = "local", **fields: Any) -> Outcome:
     """Record the container and queue its creation in LXD. When the creation fails, the job
     deletes what LXD made and removes the record: registry and LXD never disagree."""
@@ -201,6 +235,7 @@ def create_container(ctx: Context, name: str, host: str = "local", **fields: Any
     return outcome
 
 
+@audited("container.action", "container/{}")
 def container_action(ctx: Context, name: str, action: str, force: bool = False) -> Outcome:
     """Queue start, stop, restart, reconfigure or delete of a container the registry knows.
     A delete is refused (by its job) while the container has apps, unless ``force``; its
@@ -229,11 +264,13 @@ def get_project(ctx: Context, name: str) -> dict[str, Any]:
         return reg.get_project(name)
 
 
+@audited("project.add", "project/{}")
 def add_project(ctx: Context, name: str, container: str, **fields: Any) -> Outcome:
     with ctx.open() as reg:
         return Outcome(reg.add_project(name, container, **fields), True)
 
 
+@audited("project.edit", "project/{}")
 def edit_project(ctx: Context, name: str, container: str | None = None, **changes: Any) -> Outcome:
     with ctx.open() as reg:
         before = reg.total_changes
@@ -241,6 +278,7 @@ def edit_project(ctx: Context, name: str, container: str | None = None, **change
         return Outcome(project, reg.total_changes != before)
 
 
+@audited("project.remove", "project/{}")
 def remove_project(ctx: Context, name: str, cascade: bool = False, record_only: bool = False) -> Outcome:
     """Remove a project. Refused while it has apps, unless ``cascade``: then its apps are
     taken out of service first by one job (their backups stay), which removes the records
@@ -268,6 +306,7 @@ def get_app(ctx: Context, app: str) -> dict[str, Any]:
         return reg.get_app(*split_app(app))
 
 
+@audited("app.add", "app/{}")
 def add_app(ctx: Context, app: str, repo: str, container: str | None = None, **fields: Any) -> Outcome:
     """Record an app (with ``container``, its project is created there when missing)."""
     project, name = split_app(app)
@@ -302,6 +341,7 @@ def _domain_list(current: list[str], app: str, domains: list[str] | None, add: l
     return result
 
 
+@audited("app.edit", "app/{}")
 def edit_app(ctx: Context, app: str, *, domains: list[str] | None = None, add_domains: list[str] = (),
              remove_domains: list[str] = (), env: Mapping[str, Any] | None = None,
              secret_env: Mapping[str, Any] | None = None, unset_env: list[str] | None = None,
@@ -352,6 +392,7 @@ def _vhost_params(reg: Registry, app: dict[str, Any], removed: list[str], added:
     return {"nginx_edge_apps": apps, "nginx_edge_public_ipv4": host["public_ipv4"] or ""}
 
 
+@audited("app.remove", "app/{}")
 def remove_app(ctx: Context, app: str, record_only: bool = False) -> Outcome:
     """Take the app out of service (service, releases, vhosts) and then remove its record,
     in one job; its backups stay in the container. ``record_only`` removes the record now
@@ -375,6 +416,7 @@ def _app_job(ctx: Context, kind: str, app: str, **params: Any) -> Outcome:
     return outcome
 
 
+@audited("app.deploy", "app/{}")
 def deploy(ctx: Context, app: str, ref: str | None = None) -> Outcome:
     """Queue a deploy of PROJECT/APP at ``ref`` (else the registry's ref, else the
     repository's default branch). It replaces a deploy of the app still queued."""
@@ -383,11 +425,13 @@ def deploy(ctx: Context, app: str, ref: str | None = None) -> Outcome:
     return _app_job(ctx, "deploy", app, **({"ref": ref} if ref else {}))
 
 
+@audited("app.rollback", "app/{}")
 def rollback(ctx: Context, app: str) -> Outcome:
     """Queue a switch back to the app's previous release."""
     return _app_job(ctx, "rollback", app)
 
 
+@audited("app.restore", "app/{}")
 def restore(ctx: Context, app: str, backup: str) -> Outcome:
     """Queue a rebuild of the app from one of its backups (a file name of app_history)."""
     validation.relative_path(backup, "backup")
@@ -445,6 +489,9 @@ def deploy_request(ctx: Context, request: Any) -> Outcome:
             except NotFound:
                 reg.add_app(project, name, env=env, secret_env=secret_env, **fields)
                 notes.append(f"app {project}/{name} recorded in the registry")
+    with ctx.open() as reg:
+        given = sorted({*fields, *(["env"] if env else []), *(["secret_env"] if secret_env else [])})
+        reg.add_audit(ctx.who, "app.request", f"app/{project}/{name}", {"fields": given} if given else None)
     if create:
         job = _queue(ctx, "container-create", f"container/{container}", {"container": container,
                                                                          "operation": "create"}).job
@@ -475,6 +522,7 @@ def job_events(ctx: Context, job_id: int, after: int = 0, limit: int = 1000) -> 
         return reg.job_events(job_id, after=after, limit=limit)
 
 
+@audited("job.cancel", "job/{}")
 def cancel_job(ctx: Context, job_id: int) -> Outcome:
     """Cancel a queued job at once, or ask the worker to stop a running one (it does within
     a moment; its deploy leaves the previous release serving). A finished job: Conflict."""
@@ -491,6 +539,7 @@ def webhook_path(app: str) -> str:
     return f"/hooks/{project}/{name}"
 
 
+@audited("webhook.set", "app/{}")
 def set_webhook(ctx: Context, app: str) -> Outcome:
     """Turn the app's push webhook on with a new secret (a rotation when it was on: the old
     secret stops working). The record holds the path to give the forge and the secret,
@@ -501,6 +550,7 @@ def set_webhook(ctx: Context, app: str) -> Outcome:
     return Outcome({"app": f"{project}/{name}", "path": webhook_path(app), "secret": secret}, True)
 
 
+@audited("webhook.remove", "app/{}")
 def remove_webhook(ctx: Context, app: str) -> Outcome:
     """Turn the app's webhook off: every call is refused from now on."""
     project, name = split_app(app)
@@ -542,6 +592,7 @@ def receive_push(ctx: Context, project: str, name: str, headers: Mapping[str, st
 # -- API tokens ----------------------------------------------------------------------
 
 
+@audited("token.add", "token/{}")
 def add_token(ctx: Context, name: str, scope: str = "read", expires_days: int | None = None) -> Outcome:
     """Make a bearer token for the JSON API. The outcome's record holds it under ``token``:
     shown this once, only its hash is kept."""
@@ -555,6 +606,7 @@ def list_tokens(ctx: Context) -> list[dict[str, Any]]:
         return reg.list_tokens()
 
 
+@audited("token.revoke", "token/{}")
 def revoke_token(ctx: Context, name: str) -> Outcome:
     with ctx.open() as reg:
         before = reg.get_token(name)

@@ -12,7 +12,7 @@ module per concern:
 - :mod:`.base`: the connection, transactions and snapshots;
 - :mod:`.hosts`, :mod:`.containers`, :mod:`.projects`, :mod:`.apps` (and the inventory),
   :mod:`.jobs` (the queue and the event streams), :mod:`.tokens` (the API's tokens),
-  :mod:`.webhooks` (push webhooks): one table each.
+  :mod:`.webhooks` (push webhooks), :mod:`.audit` (who did what): one table each.
 
 Why it is built the way it is:
 
@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from dpl_web.errors import Conflict, NotFound
 from dpl_web.registry.apps import AppsTable
+from dpl_web.registry.audit import AuditTable
 from dpl_web.registry.containers import FIRST_CONTAINER_ADDRESS, ContainersTable
 from dpl_web.registry.fields import (
     APP_FIELDS,
@@ -91,7 +92,8 @@ __all__ = [
 ]
 
 
-class Registry(HostsTable, ContainersTable, ProjectsTable, AppsTable, JobsTable, TokensTable, WebhooksTable):
+class Registry(HostsTable, ContainersTable, ProjectsTable, AppsTable, JobsTable, TokensTable, WebhooksTable,
+               AuditTable):
     """DPL's registry: open one with :meth:`open`, close it (or use ``with``) when done.
 
     A Registry wraps one SQLite connection; use one per thread (the web front end keeps one

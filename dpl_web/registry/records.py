@@ -54,6 +54,11 @@ def _token_dict(row: sqlite3.Row) -> dict[str, Any]:
     return {key: row[key] for key in ("name", "scope", "created_at", "expires_at", "revoked_at", "last_used_at")}
 
 
+def _audit_dict(row: sqlite3.Row) -> dict[str, Any]:
+    return {"id": row["id"], "at": row["at"], "who": row["who"], "action": row["action"], "target": row["target"],
+            "detail": json.loads(row["detail"]), "job": row["job_id"]}
+
+
 def _job_dict(row: sqlite3.Row, with_log: bool) -> dict[str, Any]:
     job = {key: row[key] for key in (
         "id", "kind", "target", "container", "project", "who", "status", "created_at", "started_at",
@@ -185,4 +190,11 @@ TOKEN_SCHEMA: dict[str, Any] = {
     "required": ["name", "scope", "created_at", "expires_at", "revoked_at", "last_used_at"],
     "properties": {"name": _TEXT, "scope": {"enum": ["read", "write"]}, "created_at": _TIME,
                    "expires_at": _MAYBE_TIME, "revoked_at": _MAYBE_TIME, "last_used_at": _MAYBE_TIME},
+}
+
+AUDIT_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "required": ["id", "at", "who", "action", "target", "detail", "job"],
+    "properties": {"id": {"type": "integer"}, "at": _TIME, "who": _TEXT, "action": _TEXT, "target": _TEXT,
+                   "detail": {"type": "object"}, "job": {"type": ["integer", "null"]}},
 }

@@ -178,6 +178,21 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX webhook_delivery_time ON webhook_delivery (received_at);
     """,
+    # v9: the audit trail: who (a user, a token, a webhook) did what to what, and when; the
+    # names of the fields changed, never their values.
+    """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        who TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}',
+        job_id INTEGER
+    );
+    CREATE INDEX audit_target ON audit (target, id);
+    CREATE INDEX audit_who ON audit (who, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

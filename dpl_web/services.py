@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dpl_web import paths
+from dpl_web import paths, webhooks
 from dpl_web.collection import lxd, validation
-from dpl_web.errors import Conflict, JobFailed, NotFound
+from dpl_web.errors import Conflict, Forbidden, JobFailed, NotFound
 from dpl_web.jobs import follow, worker
 from dpl_web.jobs.kinds import COALESCING, CONTAINER_OPERATIONS
 from dpl_web.registry import Registry, app_request, split_app
@@ -230,9 +230,14 @@ def create_container(ctx: Context, name: str, host: str = "local", **fields: Any
     with ctx.open() as reg:
         avoid = addresses_in_use(reg.get_host(host)) if not fields.get("ipv4") else set()
         container = reg.add_container(name, host, avoid_ipv4=avoid, **fields)
-    outcome = _queue(ctx, "container-create", f"container/{name}", {"container": name, "operation": "create"})
+    outcome = _queue_create(ctx, name)
     outcome.record = container
     return outcome
+
+
+def _queue_create(ctx: Context, name: str) -> Outcome:
+    """Queue the creation in LXD of a container just recorded."""
+    return _queue(ctx, "container-create", f"container/{name}", {"container": name, "operation": "create"})
 
 
 @audited("container.action", "container/{}")
@@ -493,8 +498,7 @@ def deploy_request(ctx: Context, request: Any) -> Outcome:
         given = sorted({*fields, *(["env"] if env else []), *(["secret_env"] if secret_env else [])})
         reg.add_audit(ctx.who, "app.request", f"app/{project}/{name}", {"fields": given} if given else None)
     if create:
-        job = _queue(ctx, "container-create", f"container/{container}", {"container": container,
-                                                                         "operation": "create"}).job
+        job = _queue_create(ctx, container).job
         notes.insert(0, f"container {container} is not in the registry yet: creating it (job {job['id']})")
     outcome = deploy(ctx, f"{project}/{name}")
     outcome.notes = notes + outcome.notes
@@ -564,9 +568,6 @@ def receive_push(ctx: Context, project: str, name: str, headers: Mapping[str, st
     secret (dpl_web.webhooks); a delivery seen before, an event that is no push, or a push to
     another branch than the app deploys is acknowledged and ignored; a push to it queues a
     deploy (replacing one still queued). Returns what was done."""
-    from dpl_web import webhooks
-    from dpl_web.errors import Forbidden
-
     with ctx.open() as reg:
         record = reg.get_app(project, name)
         secret = reg.webhook_secret(project, name)

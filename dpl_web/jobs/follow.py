@@ -38,7 +38,7 @@ def events(registry_path: Path, job_id: int, after: int = 0, poll: float = POLL,
                 yield from reg.job_events(job_id, after=after)
                 return
             if keep_worker and time.monotonic() - checked > 2:
-                worker.ensure_worker(registry_path)
+                worker.ensure_worker(registry_path, wake_it=False)
                 checked = time.monotonic()
             time.sleep(poll)
 

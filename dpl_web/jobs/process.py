@@ -24,20 +24,6 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def owner_alive(owner: str) -> bool:
-    """Is the process named by an owner string still running? (Another machine's: assume so.)"""
-    host, _sep, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def registry_key(registry_path: Path) -> str:
     """A short name for a registry file: job ids count per registry, so what is named after
     a job (its directory, its process marker) or a registry (its worker) carries this key."""

@@ -59,8 +59,11 @@ def _open_lock(registry_path: Path) -> IO[bytes]:
 def wake(registry_path: Path) -> None:
     """Tell the worker a job was queued (SIGUSR1 to the pid its lock file holds), so it
     starts it now rather than at its next poll. A worker that cannot be told polls."""
-    if not worker_running(registry_path):
-        return  # the pid in the file may be another process's by now
+    if worker_running(registry_path):  # else the pid in the file may be another process's by now
+        _signal(registry_path)
+
+
+def _signal(registry_path: Path) -> None:
     try:
         pid = int(lock_path(registry_path).read_text().strip() or 0)
     except (OSError, ValueError):
@@ -93,12 +96,14 @@ _SPAWN = ("import subprocess, sys; subprocess.Popen(sys.argv[1:], stdin=subproce
           "stderr=subprocess.STDOUT, start_new_session=True, close_fds=True, cwd='/')")
 
 
-def ensure_worker(registry_path: Path) -> bool:
-    """Start a worker for the registry unless one runs; True when one was started. It runs
-    detached (its own session, output in the log directory) and exits when idle."""
+def ensure_worker(registry_path: Path, wake_it: bool = True) -> bool:
+    """Start a worker for the registry unless one runs (and wake it when it does, unless
+    told not to); True when one was started. It runs detached (its own session, output in
+    the log directory) and exits when idle."""
     registry_path = Path(registry_path).resolve()
     if worker_running(registry_path):
-        wake(registry_path)  # checks again, but a worker that just stopped needs no signal
+        if wake_it:
+            _signal(registry_path)
         return False
     paths.log_dir().mkdir(parents=True, exist_ok=True)
     with open(paths.log_dir() / "worker.log", "ab") as log:
@@ -187,7 +192,7 @@ class Worker:
         for job in left:
             process.stop_job_processes(process.job_marker(self.registry_path, job["id"]))
         summary = "the worker running this job stopped before it finished: its processes were stopped"
-        failed = reg.fail_orphaned_jobs(lambda owner: False, summary) if left else []
+        failed = reg.fail_running_jobs(summary) if left else []
         if failed:
             self.say(f"failed the jobs a stopped worker left running: {', '.join(map(str, failed))}")
         return failed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dpl_web.collection import validation
@@ -128,7 +128,9 @@ class JobsTable(RegistryBase):
         """Start up to ``slots`` queued jobs, oldest first, for the worker ``owner``: each only
         when it clashes (:func:`jobs_clash`) with no running job and with no older queued one,
         so the jobs of one target run in the order they were asked for. Returns them."""
-        if slots <= 0:
+        # Read first: a worker looks at the queue twice a second, and an idle one must not take
+        # the write lock every time.
+        if slots <= 0 or self._one("SELECT 1 FROM job WHERE status = 'queued' LIMIT 1") is None:
             return []
         claimed: list[dict[str, Any]] = []
         with self.transaction() as conn:
@@ -173,14 +175,12 @@ class JobsTable(RegistryBase):
         return {row[0] for row in self.conn.execute(
             f"SELECT id FROM job WHERE cancel_requested = 1 AND id IN ({', '.join('?' * len(ids))})", ids)}
 
-    def fail_orphaned_jobs(self, is_alive: Callable[[str], bool],
-                           summary: str = "the process running this job died before it finished") -> list[int]:
-        """Mark failed the running jobs whose owner process is gone (``is_alive`` answers for
-        an owner string). Returns their ids."""
+    def fail_running_jobs(self, summary: str) -> list[int]:
+        """Mark every running job failed (a worker that took the lock does: the worker that ran
+        them is gone). Returns their ids."""
+        validation.text(summary, "summary")
         with self.transaction() as conn:
-            orphaned = [row["id"] for row in conn.execute(
-                "SELECT id, owner FROM job WHERE status = 'running' AND owner IS NOT NULL")
-                if not is_alive(row["owner"])]
+            orphaned = [row[0] for row in conn.execute("SELECT id FROM job WHERE status = 'running' ORDER BY id")]
             for job_id in orphaned:
                 conn.execute("UPDATE job SET status = 'failed', finished_at = ?, summary = ? WHERE id = ?",
                              (_now(), summary, job_id))

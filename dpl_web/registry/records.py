@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dpl_web.collection import validation
-from dpl_web.registry.fields import APP_FIELDS, CONTAINER_FIELDS
+from dpl_web.registry.fields import APP_FIELDS, CONTAINER_FIELDS, json_schema
 
 
 def _now() -> str:
@@ -153,8 +153,6 @@ RECORD_EXTRAS: dict[str, dict[str, Any]] = {
 def record_schema(kind: str) -> dict[str, Any]:
     """The JSON Schema of a record as the registry returns it: its fields (as
     registry.fields defines them) and :data:`RECORD_EXTRAS`; every key present, no other."""
-    from dpl_web.registry.fields import json_schema
-
     properties = {name: {key: value for key, value in schema.items() if key != "default"}
                   for name, schema in json_schema(kind, for_change=True)["properties"].items()
                   if not (kind == "container" and name in LIMITS)}

@@ -38,11 +38,6 @@ class WebhooksTable(RegistryBase):
         row = self._one("SELECT w.secret FROM app_webhook w WHERE w.app_id = ?", (self._app_id(project, name),))
         return row[0] if row else None
 
-    def webhook_on(self, project: str, name: str) -> str | None:
-        """When the app's webhook secret was made (None: off)."""
-        row = self._one("SELECT created_at FROM app_webhook WHERE app_id = ?", (self._app_id(project, name),))
-        return row[0] if row else None
-
     def record_delivery(self, project: str, name: str, delivery: str) -> bool:
         """Note a delivery; False when the app saw it before (a replay)."""
         delivery = validation.line(delivery, "delivery")[:200]

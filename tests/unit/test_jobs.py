@@ -288,6 +288,55 @@ def test_queueing_wakes_the_worker_up(registry_path, stocked, worker_process):
     assert time.monotonic() - queued < 5
 
 
+def test_a_stopped_worker_cancels_its_jobs_stops_their_processes_and_frees_the_lock(registry_path, stocked,
+                                                                                   worker_process):
+    job = sleeper(stocked)
+    running = worker_process()
+    wait_for(lambda: sleeping(registry_path, job), what="the job's sleep")
+    running.send_signal(signal.SIGTERM)
+    assert running.wait(timeout=60) == 0
+    assert job_status(registry_path, job) == "canceled"
+    assert process.job_processes(process.job_marker(registry_path, job)) == []
+    assert not worker.worker_running(registry_path)
+    assert worker.lock_path(registry_path).read_text() == ""  # no pid left for wake() to signal
+
+
+def test_an_idle_worker_started_on_demand_exits_and_frees_the_lock(registry_path, stocked, worker_process):
+    idle = worker_process(idle_exit=1)
+    assert idle.wait(timeout=30) == 0
+    assert not worker.worker_running(registry_path)
+
+
+def test_events_of_old_jobs_go_and_their_logs_stay(stocked, monkeypatch):
+    from dpl_web.registry import jobs as job_table
+
+    monkeypatch.setattr(job_table, "KEEP_JOB_EVENTS", 2)
+    ids = [stocked.create_job("deploy", "app/shop/web", "tester") for _ in range(3)]
+    for job_id in ids:
+        stocked.claim_jobs("w:1", 1)
+        stocked.finish_job(job_id, "successful", log=f"log of {job_id}")
+    assert stocked.job_events(ids[0]) == [] and stocked.job_events(ids[1]) != []
+    assert stocked.get_job(ids[0])["log"] == f"log of {ids[0]}"
+
+
+def test_only_the_newest_job_directories_are_kept(stocked, registry_path, tmp_path, monkeypatch):
+    from dpl_web.jobs import run as job_run
+
+    monkeypatch.setattr(job_run, "KEEP_JOB_DIRECTORIES", 2)
+    jobs_dir = tmp_path / "jobs"
+    for number in range(1, 5):
+        (jobs_dir / str(number)).mkdir(parents=True)
+    for _older in range(4):
+        stocked.create_job("deploy", "app/shop/web", "tester")
+    job = stocked.get_job(stocked.create_job("deploy", "app/shop/web", "tester"))  # job 5: the four are older
+    run = JobRun(job, registry_path, jobs_dir, threading.Event())
+    try:
+        run.prune_directories()
+    finally:
+        run.close()
+    assert sorted(path.name for path in jobs_dir.iterdir()) == ["3", "4"]
+
+
 def test_one_worker_per_registry(registry_path, stocked, worker_process):
     first = worker_process()
     wait_for(lambda: worker.worker_running(registry_path), what="the first worker's lock")

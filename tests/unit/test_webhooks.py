@@ -115,3 +115,12 @@ def test_no_secret_no_webhook_and_rotation_retires_the_old_secret(client, stocke
     assert never.status_code == 403
     assert client.post("/hooks/shop/nope", data=body, headers=signed("github", body, new)).status_code == 404
     assert new not in json.dumps(stocked.list_jobs()) and secret not in off.get_data(as_text=True)
+
+
+def test_deliveries_are_forgotten_after_a_month(stocked, secret):
+    assert stocked.record_delivery("shop", "web", "old")
+    stocked.conn.execute("UPDATE webhook_delivery SET received_at = '2020-01-01T00:00:00Z'")
+    assert stocked.record_delivery("shop", "web", "new")
+    left = [row[0] for row in stocked.conn.execute("SELECT delivery FROM webhook_delivery")]
+    assert left == ["new"]
+    assert stocked.record_delivery("shop", "web", "new") is False

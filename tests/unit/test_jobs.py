@@ -288,8 +288,8 @@ def test_queueing_wakes_the_worker_up(registry_path, stocked, worker_process):
     assert time.monotonic() - queued < 5
 
 
-def test_a_stopped_worker_cancels_its_jobs_stops_their_processes_and_frees_the_lock(registry_path, stocked,
-                                                                                   worker_process):
+def test_a_stopped_worker_cancels_its_jobs_stops_their_processes_and_frees_the_lock(
+        registry_path, stocked, worker_process):
     job = sleeper(stocked)
     running = worker_process()
     wait_for(lambda: sleeping(registry_path, job), what="the job's sleep")
@@ -311,7 +311,7 @@ def test_events_of_old_jobs_go_and_their_logs_stay(stocked, monkeypatch):
     from dpl_web.registry import jobs as job_table
 
     monkeypatch.setattr(job_table, "KEEP_JOB_EVENTS", 2)
-    ids = [stocked.create_job("deploy", "app/shop/web", "tester") for _ in range(3)]
+    ids = [stocked.create_job("deploy", "app/shop/web", "tester") for _number in range(3)]
     for job_id in ids:
         stocked.claim_jobs("w:1", 1)
         stocked.finish_job(job_id, "successful", log=f"log of {job_id}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from dpl_web import paths
 
 
@@ -12,13 +14,15 @@ def create_app(test_config: dict | None = None):
     from flask import Flask
 
     app = Flask(__name__)
-    app.config.from_mapping(REGISTRY=str(paths.registry_path()))
+    app.config.from_mapping(REGISTRY=str(paths.registry_path()),
+                            SESSION_IDLE_SECONDS=int(os.environ.get("DPL_SESSION_IDLE_SECONDS") or 7200))
     if test_config:
         app.config.update(test_config)
 
-    from dpl_web import api, health, hooks
+    from dpl_web import api, health, hooks, web
 
     app.register_blueprint(health.bp)
     app.register_blueprint(hooks.bp)
     api.register(app)
+    web.register(app)
     return app

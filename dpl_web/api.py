@@ -17,9 +17,7 @@ are both made from it, and the schemas in it come from the one definition of eac
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +27,11 @@ from werkzeug.exceptions import HTTPException
 
 from dpl_web import services
 from dpl_web.errors import BadRequest, DplError, Forbidden, Unauthorized, describe
+from dpl_web.jobs import follow
 from dpl_web.registry import JOB_FINISHED, JOB_STATUSES, Registry, fields
 from dpl_web.registry.records import AUDIT_SCHEMA, EVENT_SCHEMA, JOB_SCHEMA, record_schema
 
 PREFIX = "/api/v1"
-HEARTBEAT = 15  # seconds between two comments on an idle stream (Cloudflare drops ~100 s idle)
-STREAM_POLL = 0.1  # seconds between two reads of a job's events while streaming
 
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
 
@@ -365,30 +362,9 @@ def jobs_stream(job_id: str):
         after = int(after)
     except ValueError:
         raise BadRequest("Last-Event-ID must be a sequence number") from None
-    stream = stream_with_context(_events(context.registry_path, int(job_id), after))
+    stream = stream_with_context(follow.server_sent_events(context.registry_path, int(job_id), after))
     return Response(stream, mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-def _events(registry_path: Path, job_id: int, after: int) -> Iterator[str]:
-    """Server-sent events from the job's stored stream; a comment line every HEARTBEAT s."""
-    quiet_since = time.monotonic()
-    yield "retry: 2000\n\n"
-    with Registry.open(registry_path, create=False) as reg:
-        while True:
-            events = reg.job_events(job_id, after=after)
-            for event in events:
-                after = event["seq"]
-                yield f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
-            if events:
-                quiet_since = time.monotonic()
-                continue
-            if reg.get_job(job_id)["status"] in JOB_FINISHED and not reg.job_events(job_id, after=after):
-                return
-            if time.monotonic() - quiet_since >= HEARTBEAT:
-                yield ": heartbeat\n\n"
-                quiet_since = time.monotonic()
-            time.sleep(STREAM_POLL)
 
 
 # -- the audit trail ---------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import re
 import sys
 import time
@@ -628,6 +629,68 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- users of the web app --------------------------------------------------------------------
+
+
+def _password(args: argparse.Namespace) -> tuple[str, bool]:
+    """The password given on stdin (--password-stdin), or a new one; and whether it is new."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n"), False
+    return services.new_password(), True
+
+
+def _hand_out(args: argparse.Namespace, name: str, password: str, made: bool) -> list[str]:
+    """Save a made password (--save FILE, mode 0600) and say where it is, or print it once."""
+    if not made:
+        return []
+    if args.save:
+        path = Path(args.save)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # an older file may have been made with a looser mode
+        with os.fdopen(descriptor, "w") as file:
+            file.write(f"user: {name}\npassword: {password}\n")
+        return [f"the password of {name} is in {path} (mode 0600)"]
+    return [f"password of {name}: {password}", "(shown this once: keep it, or change it with `dpl user passwd`)"]
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    context = _ctx(args)
+    if args.first and services.list_users(context):
+        _emit(args, {"changed": False, "users": [user["name"] for user in services.list_users(context)]},
+              "a user exists already: nothing done")
+        return EXIT_OK
+    password, made = _password(args)
+    user = services.add_user(context, args.name, password).record
+    lines = [f"user {args.name}: added"] + _hand_out(args, args.name, password, made)
+    _emit(args, {"changed": True, "user": user, **({"password": password} if made and not args.save else {})}, lines)
+    return EXIT_OK
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    password, made = _password(args)
+    user = services.set_password(_ctx(args), args.name, password).record
+    lines = [f"user {args.name}: password changed (their open sessions end)"]
+    lines += _hand_out(args, args.name, password, made)
+    _emit(args, {"changed": True, "user": user, **({"password": password} if made and not args.save else {})}, lines)
+    return EXIT_OK
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    users = services.list_users(_ctx(args))
+    _emit(args, {"users": users}, _table(users, [
+        ("name", lambda u: u["name"]), ("created", lambda u: u["created_at"]),
+        ("password changed", lambda u: u["password_changed_at"][:20]), ("last login", lambda u: u["last_login_at"]),
+    ], "no users: add one with `dpl user add NAME`"))
+    return EXIT_OK
+
+
+def cmd_user_remove(args: argparse.Namespace) -> int:
+    services.remove_user(_ctx(args), args.name)
+    _emit(args, {"changed": True, "removed": args.name}, f"user {args.name}: removed")
+    return EXIT_OK
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from dpl_web.jobs.worker import Worker
 
@@ -966,6 +1029,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--expires", type=int, metavar="DAYS", help="refused after this many days (default: never)")
     command(tokens, "list", cmd_token_list, "list the tokens (never the tokens themselves)")
     command(tokens, "revoke", cmd_token_revoke, "refuse a token from now on").add_argument("name")
+
+    users = commands.add_parser("user", help="users of the web app").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    for name, func, summary in (("add", cmd_user_add, "add a user (a new password is made and printed once, unless "
+                                                      "--password-stdin)"),
+                                ("passwd", cmd_user_passwd, "change a user's password (made and printed once, unless "
+                                                            "--password-stdin); their sessions end")):
+        sub = command(users, name, func, summary)
+        sub.add_argument("name")
+        sub.add_argument("--password-stdin", action="store_true", help="read the password from the first line of "
+                                                                       "standard input")
+        sub.add_argument("--save", metavar="FILE", nargs="?", const=str(paths.admin_password_path()),
+                         help="write the made password to FILE (mode 0600; default "
+                              f"{paths.admin_password_path()}) instead of printing it")
+        if name == "add":
+            sub.add_argument("--first", action="store_true", help="only if there is no user yet (scripts/setup's "
+                                                                   "first admin)")
+    command(users, "list", cmd_user_list, "list the users (never their passwords)")
+    command(users, "remove", cmd_user_remove, "remove a user (their sessions end)").add_argument("name")
 
     sub = command(commands, "worker", cmd_worker, "run queued jobs (scripts/setup keeps one running; any job "
                                                   "command starts one when none runs)")

@@ -15,6 +15,7 @@ job_failed     7     500   a job ran and failed; its record says why
 bad_request    2     400   the request is malformed (not JSON, not an object)
 unauthorized   8     401   no token, or one unknown, expired or revoked
 forbidden      9     403   a read-only token asked for a change
+throttled      10    429   too many failed logins: wait the seconds it says
 =============  ====  ====  ==============================================================
 
 Messages say what happened; ``hint`` says what to do, naming no client (no command line,
@@ -33,7 +34,7 @@ DplError = validation.DplError
 ValidationError = validation.ValidationError
 
 __all__ = ["DplError", "ValidationError", "BadRequest", "RegistryUnusable", "NotFound", "Conflict", "JobFailed",
-           "Unauthorized", "Forbidden", "KINDS", "describe"]
+           "Unauthorized", "Forbidden", "Throttled", "KINDS", "describe"]
 
 
 class RegistryUnusable(DplError):
@@ -95,6 +96,19 @@ class Forbidden(DplError):
     hint = "use a token with the write scope"
 
 
+class Throttled(DplError):
+    """Too many failed logins for this user or address: the next try must wait ``wait`` s."""
+
+    code = "throttled"
+    exit_code = 10
+    http_status = 429
+
+    def __init__(self, wait: int):
+        self.wait = wait
+        super().__init__(f"too many failed logins: wait {wait} s before the next try",
+                         "check the user name and password; the wait grows with each failure")
+
+
 class JobFailed(DplError):
     """A job ran and did not succeed: ``job`` is its record (a dict, as the registry gives it)."""
 
@@ -108,7 +122,7 @@ class JobFailed(DplError):
 
 
 KINDS: tuple[type[DplError], ...] = (DplError, BadRequest, RegistryUnusable, ValidationError, NotFound, Conflict,
-                                     JobFailed, Unauthorized, Forbidden)
+                                     JobFailed, Unauthorized, Forbidden, Throttled)
 
 
 def describe(exc: DplError) -> dict[str, Any]:
@@ -125,4 +139,6 @@ def describe(exc: DplError) -> dict[str, Any]:
         body.update(kind=exc.kind, name=exc.name)
     elif isinstance(exc, JobFailed):
         body.update(job=exc.job["id"])
+    elif isinstance(exc, Throttled):
+        body.update(wait=exc.wait)
     return body

@@ -88,7 +88,7 @@ def collect() -> dict:
     return {"ok": all(check["ok"] for check in checks.values()), "checks": checks}
 
 
-@bp.get("/")
+@bp.get("/health")
 def page():
     report = collect()
     return render_template("health.html", report=report), 200 if report["ok"] else 503

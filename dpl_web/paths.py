@@ -36,6 +36,11 @@ def registry_path() -> Path:
     return Path(value) if value else data_dir() / "registry.sqlite3"
 
 
+def admin_password_path() -> Path:
+    """Where scripts/setup leaves the first admin's password (mode 0600)."""
+    return data_dir() / "admin-password"
+
+
 def log_dir() -> Path:
     return state_dir() / "log"
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dpl_web import paths, webhooks
-from dpl_web.collection import lxd, validation
+from dpl_web.collection import lxd, releases, validation
 from dpl_web.errors import Conflict, Forbidden, JobFailed, NotFound
 from dpl_web.jobs import follow, worker
 from dpl_web.jobs.kinds import COALESCING, CONTAINER_OPERATIONS
@@ -118,6 +119,40 @@ def wait(ctx: Context, job: dict[str, Any], on_event: Any = None) -> dict[str, A
         raise JobFailed(f"{done['kind']} of {done['target']}: job {done['id']} {done['status']}: "
                         f"{done['summary'] or done['status']}", done)
     return done
+
+
+# -- the whole picture ------------------------------------------------------------------
+
+# The jobs that put a release live: the newest successful one says what an app serves.
+RELEASE_KINDS = ("deploy", "rollback", "restore")
+
+
+def overview(ctx: Context) -> dict[str, Any]:
+    """Everything a dashboard shows, from the registry alone, in one snapshot: hosts,
+    containers, projects, apps, the newest job of every target (``last_jobs``) and the newest
+    successful release job of every app (``releases``, by target)."""
+    with ctx.open() as reg, reg.snapshot():
+        return {"hosts": reg.list_hosts(), "containers": reg.list_containers(), "projects": reg.list_projects(),
+                "apps": reg.list_apps(), "last_jobs": reg.latest_jobs(),
+                "releases": reg.latest_jobs(kinds=RELEASE_KINDS, status="successful")}
+
+
+def how_to_reach(app: dict[str, Any], container: dict[str, Any] | None) -> dict[str, Any]:
+    """How to reach a production app: its public URLs, its address in the container's
+    network, its folder, its journal and a shell in its folder; every path and unit from the
+    deploy pipeline's one definition (releases.AppPaths)."""
+    app_paths = releases.AppPaths(app["project"], app["name"])
+    name = app["container"]
+    ipv4 = container["ipv4"] if container else None
+    port = app["live_port"] or app["port"]
+    slots = app_paths.slot_template.replace("@.service", "@*")
+    return {
+        "urls": [f"https://{domain}/" for domain in app["domains"]],
+        "address": f"{ipv4}:{port}" if ipv4 else None,
+        "folder": app_paths.live,
+        "journal": f"lxc exec {name} -- journalctl -u {app_paths.unit} -u '{slots}' -n 100 -f",
+        "shell": f"lxc exec {name} --cwd {app_paths.live} -- sh -l",
+    }
 
 
 # -- hosts ---------------------------------------------------------------------------
@@ -554,6 +589,13 @@ def set_webhook(ctx: Context, app: str) -> Outcome:
     return Outcome({"app": f"{project}/{name}", "path": webhook_path(app), "secret": secret}, True)
 
 
+def webhook_enabled(ctx: Context, app: str) -> bool:
+    """Whether the app takes push webhooks (it has a secret)."""
+    project, name = split_app(app)
+    with ctx.open() as reg:
+        return reg.webhook_secret(project, name) is not None
+
+
 @audited("webhook.remove", "app/{}")
 def remove_webhook(ctx: Context, app: str) -> Outcome:
     """Turn the app's webhook off: every call is refused from now on."""
@@ -613,6 +655,37 @@ def revoke_token(ctx: Context, name: str) -> Outcome:
         before = reg.get_token(name)
         record = reg.revoke_token(name)
     return Outcome(record, before["revoked_at"] is None)
+
+
+# -- users of the web app ----------------------------------------------------------------
+
+
+def new_password() -> str:
+    """A password to hand out: 24 characters, 144 random bits."""
+    return secrets.token_urlsafe(18)
+
+
+@audited("user.add", "user/{}")
+def add_user(ctx: Context, name: str, password: str) -> Outcome:
+    with ctx.open() as reg:
+        return Outcome(reg.add_user(name, password), True)
+
+
+@audited("user.passwd", "user/{}")
+def set_password(ctx: Context, name: str, password: str) -> Outcome:
+    with ctx.open() as reg:
+        return Outcome(reg.set_password(name, password), True)
+
+
+@audited("user.remove", "user/{}")
+def remove_user(ctx: Context, name: str) -> Outcome:
+    with ctx.open() as reg:
+        return Outcome(reg.remove_user(name), True)
+
+
+def list_users(ctx: Context) -> list[dict[str, Any]]:
+    with ctx.open() as reg:
+        return reg.list_users()
 
 
 __all__ = ["Context", "Outcome", "Conflict"]

@@ -1,12 +1,13 @@
 """Following a job from any process: its stored events, read from a sequence number on.
 
-The CLI prints them as they come (``dpl deploy``, ``dpl job follow``); the web's live log
-will send them as server-sent events, resuming at Last-Event-ID. A follower only reads
+The CLI prints them as they come (``dpl deploy``, ``dpl job follow``); the API and the job
+page send them as server-sent events (:func:`server_sent_events`), resuming at Last-Event-ID. A follower only reads
 the registry, so it can follow a job that another process queued and the worker runs.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from dpl_web.jobs import worker
 from dpl_web.registry import JOB_FINISHED, Registry
 
 POLL = 0.05  # seconds between two reads of the stream (an indexed read: cheap)
+HEARTBEAT = 15  # seconds between two comments on an idle stream (Cloudflare drops ~100 s idle)
+STREAM_POLL = 0.1  # seconds between two reads of a job's events while streaming to a browser
 
 
 def events(registry_path: Path, job_id: int, after: int = 0, poll: float = POLL,
@@ -41,6 +44,32 @@ def events(registry_path: Path, job_id: int, after: int = 0, poll: float = POLL,
                 worker.ensure_worker(registry_path, wake_it=False)
                 checked = time.monotonic()
             time.sleep(poll)
+
+
+def server_sent_events(registry_path: Path, job_id: int, after: int) -> Iterator[str]:
+    """The job's events as server-sent events (``id`` = the sequence number, so a browser that
+    reconnects resumes after the last one it had), then the end of the stream once the job has
+    finished; a comment line every :data:`HEARTBEAT` s while nothing happens, so no proxy
+    takes the stream for dead. It only reads: the web worker serving it need not be the one
+    that queued the job."""
+    quiet_since = time.monotonic()
+    yield "retry: 2000\n\n"
+    with Registry.open(registry_path, create=False) as reg:
+        while True:
+            batch = reg.job_events(job_id, after=after)
+            for event in batch:
+                after = event["seq"]
+                yield f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+            if batch:
+                quiet_since = time.monotonic()
+                continue
+            if reg.get_job(job_id)["status"] in JOB_FINISHED and not reg.job_events(job_id, after=after):
+                yield "event: end\ndata: {}\n\n"
+                return
+            if time.monotonic() - quiet_since >= HEARTBEAT:
+                yield ": heartbeat\n\n"
+                quiet_since = time.monotonic()
+            time.sleep(STREAM_POLL)
 
 
 def follow(registry_path: Path, job_id: int, on_event: Callable[[dict[str, Any]], None] | None = None,

@@ -79,6 +79,7 @@ from dpl_web.registry.schema import (
     schema_version,
 )
 from dpl_web.registry.tokens import TOKEN_SCOPES, TokensTable
+from dpl_web.registry.users import UsersTable
 from dpl_web.registry.webhooks import WebhooksTable
 
 __all__ = [
@@ -93,7 +94,7 @@ __all__ = [
 
 
 class Registry(HostsTable, ContainersTable, ProjectsTable, AppsTable, JobsTable, TokensTable, WebhooksTable,
-               AuditTable):
+               AuditTable, UsersTable):
     """DPL's registry: open one with :meth:`open`, close it (or use ``with``) when done.
 
     A Registry wraps one SQLite connection; use one per thread (the web front end keeps one

@@ -21,7 +21,7 @@ class AppsTable(RegistryBase):
     def _load_apps(self, where: str = "", params: tuple = ()) -> list[dict[str, Any]]:
         """Apps matching ``where`` (on the aliases of :data:`_APPS_SQL`), with their domains and
         environment: three queries, however many apps. Secret values are not read."""
-        with self._snapshot() as conn:
+        with self.snapshot() as conn:
             rows = conn.execute(f"{_APPS_SQL} {where} ORDER BY p.name, a.name", params).fetchall()
             ids = f"SELECT a.id FROM app a JOIN project p ON p.id = a.project_id " \
                   f"JOIN container c ON c.id = p.container_id JOIN host h ON h.id = c.host_id {where}"
@@ -44,7 +44,7 @@ class AppsTable(RegistryBase):
     def list_apps(self, project: str | None = None, container: str | None = None) -> list[dict[str, Any]]:
         """Apps, optionally of one project or one container. Secret variables by name only."""
         clauses, params = [], []
-        with self._snapshot():
+        with self.snapshot():
             if project is not None:
                 self._id("project", project)
                 clauses.append("p.name = ?")
@@ -60,7 +60,7 @@ class AppsTable(RegistryBase):
         """One app. ``env`` holds the plain variables, ``secret_env`` the secret ones' names."""
         apps = self._load_apps("WHERE p.name = ? AND a.name = ?", (project, name))
         if not apps:
-            with self._snapshot():
+            with self.snapshot():
                 self._id("project", project)
             raise NotFound("app", f"{project}/{name}", f"list the apps of project {project} to see which exist")
         return apps[0]
@@ -214,7 +214,7 @@ class AppsTable(RegistryBase):
         app (with ``no_log``); never print or log the result."""
         validation.name(project, "project")
         validation.app_name(name, "app")
-        with self._snapshot() as conn:
+        with self.snapshot() as conn:
             app_id = self._app_id(project, name)
             return {row[0]: row[1] for row in conn.execute(
                 "SELECT name, value FROM app_env WHERE app_id = ? AND secret = 1 ORDER BY name", (app_id,))}
@@ -238,7 +238,7 @@ class AppsTable(RegistryBase):
         free of secret values. With ``container``, only that container and its host (a job
         on one app reads no more)."""
         where, params = ("WHERE c.name = ?", (container,)) if container is not None else ("", ())
-        with self._snapshot() as conn:
+        with self.snapshot() as conn:
             containers = [_container_dict(row) for row in conn.execute(
                 f"{_CONTAINERS_SQL} {where} ORDER BY c.name", params)]
             hosts = {row["name"]: _host_dict(row) for row in conn.execute("SELECT * FROM host ORDER BY name")

@@ -78,7 +78,7 @@ class RegistryBase:
         self.conn.execute("COMMIT")
 
     @contextmanager
-    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
         """A read transaction, so reads made of several queries see one state."""
         if self.conn.in_transaction:
             yield self.conn

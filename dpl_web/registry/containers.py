@@ -24,7 +24,7 @@ class ContainersTable(RegistryBase):
     # -- containers --------------------------------------------------------------------
 
     def list_containers(self, host: str | None = None) -> list[dict[str, Any]]:
-        with self._snapshot() as conn:
+        with self.snapshot() as conn:
             if host is not None:
                 self._id("host", host)
                 rows = conn.execute(f"{_CONTAINERS_SQL} WHERE h.name = ? ORDER BY c.name", (host,))
@@ -40,7 +40,7 @@ class ContainersTable(RegistryBase):
         return containers
 
     def get_container(self, name: str) -> dict[str, Any]:
-        with self._snapshot() as conn:
+        with self.snapshot() as conn:
             row = self._one(f"{_CONTAINERS_SQL} WHERE c.name = ?", (name,))
             if row is None:
                 raise NotFound("container", name)

@@ -248,10 +248,14 @@ class JobsTable(RegistryBase):
 
     def list_jobs(self, *, app: str | None = None, project: str | None = None, container: str | None = None,
                   status: str | list[str] | None = None, kind: str | None = None, target: str | None = None,
-                  limit: int = 50) -> list[dict[str, Any]]:
+                  limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
         """Jobs, newest first, without their logs. ``app`` is PROJECT/APP; ``project`` and
-        ``container`` include the jobs of the apps in them; ``status`` may be a list."""
+        ``container`` include the jobs of the apps in them; ``status`` may be a list;
+        ``before``: only jobs older than that id (the next page)."""
         clauses, params = [], []
+        if before is not None:
+            clauses.append("id < ?")
+            params.append(validation.count(before, "before", minimum=1, maximum=2 ** 62))
         if app is not None:
             project_name, app_name = split_app(app)
             clauses.append("target = ?")
@@ -279,3 +283,18 @@ class JobsTable(RegistryBase):
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self.conn.execute(f"SELECT * FROM job {where} ORDER BY id DESC LIMIT ?", (*params, limit))
         return [_job_dict(row, with_log=False) for row in rows]
+
+    def latest_jobs(self, kinds: tuple[str, ...] | None = None, status: str | None = None) -> dict[str, dict[str, Any]]:
+        """The newest job of each target (of these ``kinds``, with this ``status``): one
+        query for a whole dashboard."""
+        clauses, params = [], []
+        if kinds is not None:
+            clauses.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            params.extend(kinds)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(validation.choice(status, "status", JOB_STATUSES))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.conn.execute(f"SELECT * FROM job WHERE id IN (SELECT max(id) FROM job {where} GROUP BY target)",
+                                 params)
+        return {row["target"]: _job_dict(row, with_log=False) for row in rows}

@@ -17,7 +17,7 @@ class ProjectsTable(RegistryBase):
     # -- projects ----------------------------------------------------------------------
 
     def list_projects(self, container: str | None = None) -> list[dict[str, Any]]:
-        with self._snapshot() as conn:
+        with self.snapshot() as conn:
             sql = ("SELECT p.*, c.name AS container FROM project p JOIN container c ON c.id = p.container_id")
             if container is not None:
                 self._id("container", container)

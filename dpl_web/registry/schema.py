@@ -193,6 +193,24 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_target ON audit (target, id);
     CREATE INDEX audit_who ON audit (who, id);
     """,
+    # v10: the web app's users (passwords hashed with scrypt), the failed logins that slow
+    # the next try down (here, so every web worker sees them), and the secret that signs the
+    # session cookies (here too: every worker must sign alike, and the file is mode 0600).
+    """
+    CREATE TABLE user (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        password_changed_at TEXT NOT NULL,
+        last_login_at TEXT
+    );
+    CREATE TABLE login_failure (
+        key TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX login_failure_key ON login_failure (key, at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

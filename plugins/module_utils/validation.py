@@ -476,6 +476,23 @@ def secret_value(value, field="secret"):
     return value
 
 
+# A login password: long enough that the throttle on failed logins makes guessing hopeless,
+# short enough that hashing it cannot be made a denial of service.
+PASSWORD_MIN_LENGTH = 12
+PASSWORD_MAX_LENGTH = 1024
+
+
+def password(value, field="password"):
+    """A user's password: PASSWORD_MIN_LENGTH to PASSWORD_MAX_LENGTH characters of one line.
+    The error never quotes it."""
+    if not isinstance(value, str) or _NOT_ONE_LINE.search(value):
+        raise ValidationError(field, "********", "must be one line of text")
+    if not PASSWORD_MIN_LENGTH <= len(value) <= PASSWORD_MAX_LENGTH:
+        raise ValidationError(field, "********", "must be %d to %d characters long"
+                              % (PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH))
+    return value
+
+
 def env(values, field="env"):
     """A mapping of :func:`env_name` to :func:`env_value`; returns a new dict."""
     if not isinstance(values, dict):

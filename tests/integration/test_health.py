@@ -19,7 +19,7 @@ def test_a_missing_registry_is_reported_with_the_fix(tmp_path, lxd_client):
     # LXD and nginx are the real ones scripts/setup started.
     assert report["checks"]["lxd"]["ok"] and "image dpl-base" in report["checks"]["lxd"]["detail"]
     assert report["checks"]["nginx"]["ok"]
-    page = client.get("/")
+    page = client.get("/health")
     assert page.status_code == 503 and b"needs attention" in page.data and b"To fix: run scripts/setup" in page.data
 
 

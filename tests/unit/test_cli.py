@@ -466,3 +466,34 @@ def test_installed_dpl_script(registry_path):
     assert proc.returncode == 5
     assert json.loads(proc.stdout)["error"]["type"] == "not_found"
     assert "container 'nope' does not exist" in proc.stderr
+
+
+# -- users of the web app ----------------------------------------------------------------------
+
+
+def test_users_are_added_with_a_password_made_once_and_changed(dpl, tmp_path, registry_path):
+    dpl("init")
+    saved = tmp_path / "secrets" / "admin-password"
+    dpl("user", "add", "admin", "--first", "--save", str(saved))
+    assert "admin-password (mode 0600)" in dpl.out and oct(saved.stat().st_mode & 0o777) == "0o600"
+    password = saved.read_text().split("password: ")[1].strip()
+    assert len(password) >= 20 and password not in dpl.out
+    # --first again: there is a user, nothing is done, the file is left as it was.
+    assert dpl("--json", "user", "add", "admin", "--first", "--save", str(saved)).json["changed"] is False
+    assert saved.read_text().split("password: ")[1].strip() == password
+    with Registry.open(registry_path) as reg:
+        assert reg.login("admin", password, "test")["name"] == "admin"
+    # A user with a password of their own, from stdin; a short one is refused, nothing made.
+    dpl("user", "add", "bob", "--password-stdin", stdin="short\n", expect=4)
+    assert "12 to 1024 characters" in dpl.err and "short" not in dpl.err
+    dpl("user", "add", "bob", "--password-stdin", stdin="bobs-own-long-password\n")
+    made = dpl("--json", "user", "passwd", "bob").json["password"]
+    with Registry.open(registry_path) as reg:
+        with pytest.raises(Unauthorized):
+            reg.login("bob", "bobs-own-long-password", "test")
+        assert reg.login("bob", made, "test")["name"] == "bob"
+    assert [user["name"] for user in dpl("--json", "user", "list").json["users"]] == ["admin", "bob"]
+    dpl("user", "remove", "bob")
+    assert [user["name"] for user in dpl("--json", "user", "list").json["users"]] == ["admin"]
+    dpl("user", "remove", "bob", expect=5)
+    assert password not in dpl("audit").out and made not in dpl.out

@@ -117,7 +117,7 @@ def test_every_error_kind_has_its_own_code_exit_status_and_http_status():
     assert {kind.code: (kind.exit_code, kind.http_status) for kind in kinds} == {
         "failure": (1, 500), "bad_request": (2, 400), "registry": (3, 503), "invalid": (4, 422),
         "not_found": (5, 404), "conflict": (6, 409), "job_failed": (7, 500), "unauthorized": (8, 401),
-        "forbidden": (9, 403)}
+        "forbidden": (9, 403), "throttled": (10, 429)}
 
 
 def test_hints_name_no_client(ctx, stocked):

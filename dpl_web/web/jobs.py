@@ -1,0 +1,84 @@
+"""Jobs: the history with filters and pages, and a job's page, whose log and progress come
+live from the job's stored events (server-sent events, resumed at Last-Event-ID)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, stream_with_context, url_for
+
+from dpl_web import services
+from dpl_web.errors import BadRequest
+from dpl_web.jobs import follow
+from dpl_web.registry import JOB_FINISHED, JOB_STATUSES
+from dpl_web.web import ctx
+
+bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+
+PAGE = 50
+FILTERS = ("target", "kind", "status")
+# The steps of a deploy, in order, as the deploy module names the one that failed
+# (releases.StepFailed); the backup and the switch are part of "start".
+DEPLOY_STEPS = ("lock", "fetch", "build", "deploy script", "start", "health check")
+
+
+@bp.get("/")
+def index():
+    filters = {key: request.args[key] for key in FILTERS if request.args.get(key)}
+    before = request.args.get("before") or None
+    jobs = services.list_jobs(ctx(), **filters, before=before, limit=PAGE + 1)
+    older = jobs[PAGE]["id"] + 1 if len(jobs) > PAGE else None
+    return render_template("jobs.html", jobs=jobs[:PAGE], filters=filters, statuses=JOB_STATUSES, older=older,
+                           first=before is None)
+
+
+@bp.get("/<int:job_id>")
+def show(job_id: int):
+    context = ctx()
+    job = services.get_job(context, job_id)
+    events = services.job_events(context, job_id)
+    return render_template("job.html", job=job, last_seq=events[-1]["seq"] if events else 0,
+                           failure=_failure(events), steps=_steps(job, events), done=job["status"] in JOB_FINISHED)
+
+
+@bp.get("/<int:job_id>/events")
+def events(job_id: int):
+    """The job's events as server-sent events (the page's live log)."""
+    context = ctx()
+    services.get_job(context, job_id)  # 404 before the stream starts
+    after = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
+    if not after.isdigit():
+        raise BadRequest("Last-Event-ID must be a sequence number")
+    stream = stream_with_context(follow.server_sent_events(context.registry_path, job_id, int(after)))
+    return Response(stream, mimetype="text/event-stream", headers={"Cache-Control": "no-cache",
+                                                                   "X-Accel-Buffering": "no"})
+
+
+@bp.post("/<int:job_id>/cancel")
+def cancel(job_id: int):
+    job = services.cancel_job(ctx(), job_id).record
+    flash(f"job {job_id}: " + ("canceled" if job["status"] == "canceled" else "asked to stop"), "info")
+    return redirect(url_for("jobs.show", job_id=job_id))
+
+
+def _failure(events: list[dict]) -> dict | None:
+    """The failed step's report: its task, message and last lines of output."""
+    for event in reversed(events):
+        if event["type"] == "result" and event.get("status") in ("failed", "unreachable"):
+            lines = str(event.get("msg") or "").splitlines()
+            return {"task": event.get("task"), "step": event.get("failed_step"), "lines": lines[-30:]}
+    return None
+
+
+def _steps(job: dict, events: list[dict]) -> list[tuple[str, str]] | None:
+    """A deploy's steps and where each stands (done, running, failed, to do), from what the
+    job reported; None for other jobs."""
+    if job["kind"] != "deploy":
+        return None
+    failed = next((event.get("failed_step") for event in reversed(events) if event.get("failed_step")), None)
+    if job["status"] == "successful":
+        return [(step, "done") for step in DEPLOY_STEPS]
+    if failed in DEPLOY_STEPS:
+        at = DEPLOY_STEPS.index(failed)
+        return [(step, "done" if index < at else "failed" if index == at else "to do")
+                for index, step in enumerate(DEPLOY_STEPS)]
+    state = "running" if job["status"] == "running" else "to do"
+    return [(step, state if index == 0 else "to do") for index, step in enumerate(DEPLOY_STEPS)]

@@ -1,0 +1,375 @@
+"""The web app's pages through Flask's test client: every page behind the login, CSRF on
+every form, throttled failed logins seen by every web worker, idle and password-change
+expiry, forms whose refused value shows next to its field with nothing saved, secrets that
+are set but never shown, actions that queue jobs, job pages, filters and pages of jobs."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from dpl_web import create_app
+from dpl_web.registry import Registry
+
+PASSWORD = "correct-horse-battery"
+SECRET = "canary-web-s3cret"
+
+
+@pytest.fixture
+def app(reg, registry_path):
+    reg.add_user("admin", PASSWORD)
+    return create_app({"REGISTRY": str(registry_path), "START_WORKER": False, "TESTING": True})
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, "the page has no CSRF token"
+    return found.group(1)
+
+
+class Browser:
+    """A test client that logs in and sends each form with the token of the page it came from."""
+
+    def __init__(self, app):
+        self.client = app.test_client()
+        self.token = None
+
+    def get(self, path, **kwargs):
+        response = self.client.get(path, **kwargs)
+        if response.mimetype == "text/html" and 'name="csrf_token"' in response.get_data(as_text=True):
+            self.token = csrf_of(response.get_data(as_text=True))
+        return response
+
+    def post(self, path, data=None, csrf=True, **kwargs):
+        data = dict(data or {})
+        if csrf:
+            if self.token is None:
+                self.get("/login")
+            data["csrf_token"] = self.token
+        return self.client.post(path, data=data, **kwargs)
+
+    def login(self, user="admin", password=PASSWORD):
+        self.get("/login")
+        return self.post("/login", {"user": user, "password": password})
+
+
+@pytest.fixture
+def browser(app):
+    page = Browser(app)
+    assert page.login().status_code == 302
+    return page
+
+
+def field_error(page: str, field: str) -> str | None:
+    """The error shown under the field ``field`` (None when there is none)."""
+    found = re.search(rf'<div class="error" id="e-{field}"[^>]*>([^<]*)</div>', page)
+    return found.group(1) if found else None
+
+
+# -- the login, the session, CSRF -----------------------------------------------------------
+
+
+def _pages(app):
+    """Every page's URL with its arguments filled in (those the gate must guard)."""
+    values = {"name": "web1", "project": "shop", "app": "web", "job_id": 1, "action": "start"}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in ("static", "auth.login", "health.page", "health.api") or rule.endpoint.startswith(
+                ("api.", "hooks.")):
+            continue
+        path = rule.rule
+        for argument in rule.arguments:
+            path = re.sub(rf"<(?:\w+:)?{argument}>", str(values[argument]), path)
+        yield path, sorted(rule.methods - {"HEAD", "OPTIONS"})
+
+
+def test_every_page_and_action_needs_a_login(app, stocked):
+    client = app.test_client()
+    pages = list(_pages(app))
+    assert len(pages) > 20
+    for path, methods in pages:
+        for method in methods:
+            response = client.open(path, method=method)
+            # A GET goes to the login; a POST without a session has no CSRF token either.
+            assert response.status_code in (302, 400), (method, path, response.status_code)
+            if response.status_code == 302:
+                assert response.headers["Location"].startswith("/login"), (method, path)
+    assert client.get("/health").status_code in (200, 503)  # public, like the login
+    assert client.get("/login").status_code == 200
+    assert stocked.list_jobs() == [] and len(stocked.list_containers()) == 2
+
+
+def test_forms_without_the_csrf_token_are_refused_and_change_nothing(browser, stocked):
+    response = browser.post("/projects/new", {"name": "intruder", "container": "web1"}, csrf=False)
+    assert response.status_code == 400 and "the form was refused" in response.get_data(as_text=True)
+    response = browser.post("/projects/new", {"name": "intruder", "container": "web1", "csrf_token": "forged"},
+                            csrf=False)
+    assert response.status_code == 400
+    assert [project["name"] for project in stocked.list_projects()] == ["blog", "shop"]
+    # With the page's token, the same form works.
+    browser.get("/projects/new")
+    assert browser.post("/projects/new", {"name": "welcome", "container": "web1"}).status_code == 302
+    assert "welcome" in [project["name"] for project in stocked.list_projects()]
+
+
+def test_the_session_cookie_is_httponly_samesite_and_secure_over_tls(app):
+    page = Browser(app)
+    page.get("/login")
+    cookie = page.post("/login", {"user": "admin", "password": PASSWORD}).headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    # Behind the host's nginx (on loopback), which says the client came over TLS.
+    page = Browser(app)
+    page.get("/login")
+    # (Over TLS, Flask-WTF also wants the form to come from this site's own page.)
+    response = page.post("/login", {"user": "admin", "password": PASSWORD}, environ_base={"REMOTE_ADDR": "127.0.0.1"},
+                         headers={"X-Forwarded-Proto": "https", "Referer": "https://localhost/login"})
+    assert "Secure" in response.headers["Set-Cookie"]
+    # A client elsewhere cannot claim TLS (nor pick its address) with these headers.
+    page = Browser(app)
+    page.get("/login", environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    response = page.post("/login", {"user": "admin", "password": PASSWORD}, environ_base={"REMOTE_ADDR": "192.0.2.7"},
+                         headers={"X-Forwarded-Proto": "https", "Referer": "https://localhost/login"})
+    assert "Secure" not in response.headers["Set-Cookie"]
+
+
+def test_wrong_logins_are_refused_then_slowed_down_for_every_web_worker(app, registry_path):
+    page = Browser(app)
+    page.get("/login")
+    assert page.post("/login", {"user": "nobody", "password": PASSWORD}).status_code == 401
+    statuses = [page.post("/login", {"user": "admin", "password": "wrong-password-1"}).status_code
+                for _attempt in range(4)]
+    assert statuses == [401] * 4
+    # The sixth failure in a row: now each try must wait, even with the right password.
+    throttled = page.post("/login", {"user": "admin", "password": PASSWORD})
+    assert throttled.status_code == 429 and "wait" in throttled.get_data(as_text=True)
+    # Another web worker (another app over the same registry) sees the same count.
+    other = Browser(create_app({"REGISTRY": str(registry_path), "START_WORKER": False, "TESTING": True}))
+    other.get("/login")
+    assert other.post("/login", {"user": "admin", "password": PASSWORD}).status_code == 429
+    with Registry.open(registry_path) as reg:
+        assert reg.login_wait(["user:admin", "addr:127.0.0.1"]) > 0
+        # Once the wait is over, the right password works and clears the count.
+        reg.conn.execute("UPDATE login_failure SET at = at - 60")
+        reg.conn.commit()
+    assert other.post("/login", {"user": "admin", "password": PASSWORD}).status_code == 302
+    with Registry.open(registry_path) as reg:
+        assert reg.conn.execute("SELECT count(*) FROM login_failure WHERE key = 'user:admin'").fetchone()[0] == 0
+
+
+def test_an_idle_session_ends(app, browser):
+    app.config["SESSION_IDLE_SECONDS"] = 60
+    assert browser.get("/").status_code == 200
+    with browser.client.session_transaction() as session:
+        session["seen"] = int(time.time()) - 61
+    response = browser.get("/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+    assert browser.get("/").status_code == 302  # the session is gone, not only refused once
+
+
+def test_a_new_password_ends_the_other_sessions(app, browser, registry_path):
+    other = Browser(app)
+    assert other.login().status_code == 302 and other.get("/").status_code == 200
+    browser.get("/account")
+    response = browser.post("/account", {"password": PASSWORD, "new_password": "another-long-password",
+                                         "repeat": "another-long-password"})
+    assert response.status_code == 302
+    assert browser.get("/").status_code == 200  # the session that changed it goes on
+    assert other.get("/").status_code == 302
+    assert other.login().status_code == 401
+    assert other.login(password="another-long-password").status_code == 302
+
+
+def test_after_login_only_a_path_on_this_site_is_followed(app):
+    for target, expected in (("/jobs/", "/jobs/"), ("//evil.example/x", "/"), ("https://evil.example/", "/")):
+        page = Browser(app)
+        page.get("/login")
+        response = page.post(f"/login?next={target}", {"user": "admin", "password": PASSWORD})
+        assert response.headers["Location"] == expected
+
+
+def test_pages_carry_the_security_headers(browser):
+    response = browser.get("/")
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY" and response.headers["Cache-Control"] == "no-store"
+    assert "<script" not in re.sub(r'<script src="/static/dpl.js[^>]*></script>', "", response.get_data(as_text=True))
+
+
+# -- forms -----------------------------------------------------------------------------------
+
+
+def test_a_refused_value_shows_next_to_its_field_and_nothing_is_saved(browser, stocked):
+    browser.get("/containers/new")
+    response = browser.post("/containers/new", {"name": "web3", "host": "local", "image": "dpl-base",
+                                                "profiles": "default", "memory": "lots", "notes": "kept"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "use a number and a unit" in field_error(page, "memory") and field_error(page, "name") is None
+    assert 'value="web3"' in page and ">kept</textarea>" in page  # what was typed is still there
+    assert [c["name"] for c in stocked.list_containers()] == ["web1", "web2"] and stocked.list_jobs() == []
+
+    browser.get("/apps/shop/web/edit")
+    response = browser.post("/apps/shop/web/edit", {"repo": "https://git.example.com/shop/web.git",
+                                                    "domains": "shop.example.com bad_domain!", "port": "3000",
+                                                    "start_command": "npm start", "health_path": "/",
+                                                    "keep_releases": "5", "keep_backups": "5"})
+    assert response.status_code == 422 and field_error(response.get_data(as_text=True), "domains")
+    assert stocked.get_app("shop", "web")["domains"] == []
+
+    browser.get("/apps/new")
+    response = browser.post("/apps/new", {"project": "shop", "name": "Bad Name", "repo": "https://x.example/r.git"})
+    assert response.status_code == 422 and field_error(response.get_data(as_text=True), "name")
+
+
+def test_creating_a_container_records_it_and_queues_its_creation(browser, stocked):
+    browser.get("/containers/new")
+    response = browser.post("/containers/new", {"name": "web3", "host": "local", "image": "dpl-base",
+                                                "profiles": "default", "memory": "1GiB", "cpu": "", "disk": ""})
+    assert response.status_code == 302
+    job = stocked.list_jobs()[0]
+    assert response.headers["Location"] == f"/jobs/{job['id']}"
+    assert (job["kind"], job["target"], job["who"]) == ("container-create", "container/web3", "user:admin")
+    assert stocked.get_container("web3")["limits"] == {"cpu": None, "memory": "1GiB", "disk": None}
+    assert f"job {job['id']} queued" in browser.get(f"/jobs/{job['id']}").get_data(as_text=True)
+
+
+def test_a_taken_name_is_a_conflict_said_above_the_form(browser, stocked):
+    browser.get("/projects/new")
+    response = browser.post("/projects/new", {"name": "shop", "container": "web1"})
+    assert response.status_code == 422 or response.status_code == 409
+    assert "already exists" in response.get_data(as_text=True)
+
+
+def test_unknown_records_are_404_pages(browser, stocked):
+    for path in ("/containers/nope", "/projects/nope", "/apps/shop/nope", "/jobs/999"):
+        response = browser.get(path)
+        assert response.status_code == 404 and "does not exist" in response.get_data(as_text=True), path
+
+
+def test_a_secret_is_set_shown_as_set_never_shown_and_removed(browser, stocked):
+    browser.get("/apps/shop/web")
+    assert browser.post("/apps/shop/web/env", {"name": "API_KEY", "value": SECRET, "secret": "on"}
+                        ).status_code == 302
+    assert browser.post("/apps/shop/web/env", {"name": "MODE", "value": "production"}).status_code == 302
+    page = browser.get("/apps/shop/web").get_data(as_text=True)
+    assert "API_KEY" in page and "secret: set" in page and "production" in page
+    assert SECRET not in page
+    assert stocked.app_secrets("shop", "web") == {"API_KEY": SECRET}
+    # A refused secret: said without its value, nothing saved.
+    response = browser.post("/apps/shop/web/env", {"name": "TOKEN", "value": "ab\ncd", "secret": "on"})
+    assert response.status_code == 422 and "ab\ncd" not in response.get_data(as_text=True)
+    assert "TOKEN" not in stocked.get_app("shop", "web")["secret_env"]
+    # Removed: gone from the registry.
+    assert browser.post("/apps/shop/web/env", {"unset": "API_KEY"}).status_code == 302
+    assert stocked.app_secrets("shop", "web") == {}
+    assert '<td class="mono">API_KEY</td>' not in browser.get("/apps/shop/web").get_data(as_text=True)
+
+
+# -- actions ---------------------------------------------------------------------------------
+
+
+def test_a_destructive_action_asks_first_then_queues_its_job(browser, stocked):
+    page = browser.get("/containers/web1/delete").get_data(as_text=True)
+    assert "Delete container web1?" in page and "shop/web" in page and stocked.list_jobs() == []
+    # Posting without the confirmation only shows the question again.
+    assert "Delete container web1?" in browser.post("/containers/web1/delete").get_data(as_text=True)
+    assert stocked.list_jobs() == []
+    response = browser.post("/containers/web1/delete", {"confirmed": "1", "force": "on"})
+    job = stocked.list_jobs()[0]
+    assert response.headers["Location"] == f"/jobs/{job['id']}"
+    assert (job["kind"], job["params"]["force"]) == ("container-delete", True)
+    # A start needs no confirmation.
+    browser.get("/containers/web2")
+    assert browser.post("/containers/web2/start").status_code == 302
+    assert stocked.list_jobs()[0]["kind"] == "container-start"
+    assert browser.get("/containers/web2/explode").status_code == 404
+
+
+def test_deploy_with_a_ref_then_cancel_it(browser, stocked):
+    browser.get("/apps/shop/web")
+    response = browser.post("/apps/shop/web/deploy", {"ref": "v1.2"})
+    job = stocked.list_jobs()[0]
+    assert (job["kind"], job["params"], job["status"]) == ("deploy", {"app": "shop/web", "ref": "v1.2"}, "queued")
+    page = browser.get(response.headers["Location"]).get_data(as_text=True)
+    assert f"Job #{job['id']}: deploy of" in page and "Cancel</button>" in page
+    assert browser.post(f"/jobs/{job['id']}/cancel").status_code == 302
+    assert stocked.get_job(job["id"])["status"] == "canceled"
+    assert "Cancel</button>" not in browser.get(f"/jobs/{job['id']}").get_data(as_text=True)
+
+
+def test_the_webhook_secret_is_shown_once_with_its_url(browser, stocked):
+    browser.get("/apps/shop/web")
+    page = browser.post("/apps/shop/web/webhook").get_data(as_text=True)
+    secret = stocked.webhook_secret("shop", "web")
+    assert secret in page and "http://localhost/hooks/shop/web" in page
+    assert secret not in browser.get("/apps/shop/web").get_data(as_text=True)
+    browser.post("/apps/shop/web/webhook", {"off": "1"})
+    assert stocked.webhook_secret("shop", "web") is None
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+
+def test_the_job_list_filters_and_pages(browser, stocked):
+    for number in range(120):
+        job_id, _replaced = stocked.queue_job("deploy" if number % 2 else "rollback", "app/shop/web", "tester")
+        if number % 3 == 0:
+            stocked.finish_job(job_id, "failed", summary="broken")
+    first = browser.get("/jobs/").get_data(as_text=True)
+    ids = [int(found) for found in re.findall(r'href="/jobs/(\d+)"', first)]
+    assert ids == list(range(120, 70, -1))
+    older = re.search(r'href="(/jobs/\?before=\d+)"', first).group(1)
+    second = [int(found) for found in re.findall(r'href="/jobs/(\d+)"', browser.get(older).get_data(as_text=True))]
+    assert second == list(range(70, 20, -1))
+    failed = browser.get("/jobs/?status=failed&kind=rollback").get_data(as_text=True)
+    shown = {int(found) for found in re.findall(r'href="/jobs/(\d+)"', failed)}
+    expected = {job["id"] for job in stocked.list_jobs(status="failed", kind="rollback", limit=1000)}
+    assert shown == expected and len(expected) == 20
+
+
+def test_the_job_page_streams_its_events_and_resumes_after_the_last_seen(browser, stocked):
+    job_id, _replaced = stocked.queue_job("deploy", "app/shop/web", "tester", params={"app": "shop/web"})
+    stocked.claim_jobs("test", 1)
+    for step in ("lock", "fetch"):
+        stocked.add_job_event(job_id, "note", {"msg": f"step {step}"})
+    stocked.finish_job(job_id, "successful", summary="deployed")
+    stream = browser.get(f"/jobs/{job_id}/events").get_data(as_text=True)
+    ids = [int(found) for found in re.findall(r"^id: (\d+)$", stream, re.M)]
+    assert ids == list(range(1, len(ids) + 1)) and "event: finished" in stream and stream.endswith(
+        "event: end\ndata: {}\n\n")
+    resumed = browser.get(f"/jobs/{job_id}/events", headers={"Last-Event-ID": "3"}).get_data(as_text=True)
+    assert [int(found) for found in re.findall(r"^id: (\d+)$", resumed, re.M)] == ids[3:]
+    page = browser.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert 'class="done" data-step="health check"' in page
+
+
+# -- tokens, users, audit --------------------------------------------------------------------
+
+
+def test_tokens_are_shown_once_listed_without_themselves_and_revoked(browser, stocked):
+    browser.get("/tokens")
+    page = browser.post("/tokens", {"name": "ci", "scope": "write", "expires": "30"}).get_data(as_text=True)
+    token = re.search(r"dpl_[A-Za-z0-9_-]{20,}", page).group(0)
+    assert stocked.check_token(token)["name"] == "ci"
+    assert token not in browser.get("/tokens").get_data(as_text=True)
+    browser.post("/tokens/ci/revoke")
+    assert stocked.get_token("ci")["revoked_at"] is not None
+
+
+def test_the_audit_page_shows_who_did_what_from_the_web(browser, stocked):
+    browser.get("/apps/shop/web")
+    browser.post("/apps/shop/web/env", {"name": "API_KEY", "value": SECRET, "secret": "on"})
+    page = browser.get("/audit").get_data(as_text=True)
+    assert "user:admin" in page and "app.edit" in page and "secret_env" in page and SECRET not in page
+
+
+def test_the_dashboard_says_how_to_reach_each_app(browser, stocked):
+    stocked.update_app("shop", "web", domains=["shop.example.com"])
+    job_id, _replaced = stocked.queue_job("deploy", "app/shop/web", "tester")
+    stocked.claim_jobs("test", 1)
+    stocked.finish_job(job_id, "successful", commit="0123456789abcdef", summary="deployed")
+    page = browser.get("/").get_data(as_text=True)
+    address = stocked.get_container("web1")["ipv4"]
+    for expected in ("https://shop.example.com/", f"{address}:3000", "/root/apps/shop/web",
+                     "lxc exec web1 --cwd /root/apps/shop/web -- sh -l", "0123456789ab", f"#{job_id} deploy"):
+        assert expected in page, expected

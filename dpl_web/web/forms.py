@@ -39,7 +39,7 @@ class Input:
         """The value as the input shows it."""
         if self.value is None:
             return ""
-        if self.kind == "array":
+        if self.kind == "array" and not isinstance(self.value, str):  # a record's list, not what was sent
             return "\n".join(self.value)
         return str(self.value)
 
@@ -74,8 +74,9 @@ _LIST_SEPARATORS = re.compile(r"[\s,]+")
 
 def read(kind: str, form: MultiDict, only: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The values a ``kind`` form sent, as the services take them: empty is None where the
-    field may be empty (a limit removed), a list is split on commas, spaces or lines, a
-    checkbox is a boolean. Nothing is checked here: the services' validation does it."""
+    field may be empty (a limit removed) and left out where it may not (its default, or no
+    change); a list is split on commas, spaces or lines; a checkbox is a boolean. Nothing is
+    checked here: the services' validation does it."""
     values: dict[str, Any] = {}
     for name, spec in FIELDS[kind].items():
         if only is not None and name not in only:
@@ -88,8 +89,10 @@ def read(kind: str, form: MultiDict, only: tuple[str, ...] | None = None) -> dic
         raw = form.get(name, "")
         if spec.kind == "array":
             values[name] = [item for item in _LIST_SEPARATORS.split(raw) if item]
-        elif raw.strip() == "" and (spec.nullable or not spec.required and spec.default is None):
-            values[name] = None
+        elif raw.strip() == "" and spec.nullable:
+            values[name] = None  # a limit removed, a setting cleared
+        elif raw.strip() == "" and not spec.required:
+            continue  # left empty: its default on a new record, unchanged on an edit
         elif spec.kind == "integer" and raw.strip().isdigit():
             values[name] = int(raw.strip())
         else:

@@ -205,7 +205,8 @@ def test_a_refused_value_shows_next_to_its_field_and_nothing_is_saved(browser, s
     page = response.get_data(as_text=True)
     assert response.status_code == 422
     assert "use a number and a unit" in field_error(page, "memory") and field_error(page, "name") is None
-    assert 'value="web3"' in page and ">kept</textarea>" in page  # what was typed is still there
+    # What was typed is still there, as it was typed.
+    assert 'value="web3"' in page and ">kept</textarea>" in page and ">default</textarea>" in page
     assert [c["name"] for c in stocked.list_containers()] == ["web1", "web2"] and stocked.list_jobs() == []
 
     browser.get("/apps/shop/web/edit")
@@ -223,9 +224,11 @@ def test_a_refused_value_shows_next_to_its_field_and_nothing_is_saved(browser, s
 
 def test_creating_a_container_records_it_and_queues_its_creation(browser, stocked):
     browser.get("/containers/new")
+    # As a browser sends it: every input, the address left empty (the next free one).
     response = browser.post("/containers/new", {"name": "web3", "host": "local", "image": "dpl-base",
-                                                "profiles": "default", "memory": "1GiB", "cpu": "", "disk": ""})
-    assert response.status_code == 302
+                                                "profiles": "default", "memory": "1GiB", "cpu": "", "disk": "",
+                                                "ipv4": "", "notes": ""})
+    assert response.status_code == 302, field_error(response.get_data(as_text=True), "ipv4")
     job = stocked.list_jobs()[0]
     assert response.headers["Location"] == f"/jobs/{job['id']}"
     assert (job["kind"], job["target"], job["who"]) == ("container-create", "container/web3", "user:admin")

@@ -708,6 +708,10 @@ def _progress(event: dict[str, Any]) -> None:
     kind = event["type"]
     if kind == "task":
         print(f"==> {terminal_safe(event['task'])}", file=sys.stderr, flush=True)
+    elif kind == "step":
+        print(f"  -> {terminal_safe(event['step'])}", file=sys.stderr, flush=True)
+    elif kind == "output":
+        print(f"     | {terminal_safe(event['line'])}", file=sys.stderr, flush=True)
     elif kind == "note":
         print(f"    {terminal_safe(event['msg'])}", file=sys.stderr, flush=True)
     elif kind == "result":

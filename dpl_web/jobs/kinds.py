@@ -17,10 +17,12 @@ from dpl_web.registry import split_app
 
 
 def deploy(run: JobRun) -> str:
-    extravars = {"app": run.params["app"]}
+    # The module writes its steps and output as they happen for this job to follow.
+    extravars = {"app": run.params["app"], "dpl_progress_job": run.id}
     if run.params.get("ref"):
         extravars["ref"] = run.params["ref"]
-    return run.playbook("playbooks/deploy.yml", extravars)
+    with run.following_progress(run.params["app"]):
+        return run.playbook("playbooks/deploy.yml", extravars)
 
 
 def rollback(run: JobRun) -> str:

@@ -10,19 +10,22 @@ touches before they are stored, as a last line of defence.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from dpl_web import paths
-from dpl_web.collection import releases
+from dpl_web.collection import lxd, releases
 from dpl_web.errors import DplError, NotFound
 from dpl_web.jobs import process
-from dpl_web.registry import Registry, ValidationError, parse_target
+from dpl_web.registry import Registry, ValidationError, parse_target, split_app
 
 # What a job keeps of each task result (besides host, task, status, changed and msg).
 # A module's own "status" (a container's LXD status) is kept as "reported_status": "status"
@@ -30,6 +33,9 @@ from dpl_web.registry import Registry, ValidationError, parse_target
 RESULT_KEYS = ("commit", "release", "replaced_release", "backup", "duration", "failed_step", "rolled_back",
                "skipped_build", "health_status", "ipv4", "releases", "backups", "actions",
                "live_release", "previous_release", "live_port", "project", "app", "retired")
+
+# Seconds between two reads of a running deploy's progress file in its container.
+PROGRESS_POLL = 0.3
 
 # How many finished jobs keep their private data directory (artifacts).
 KEEP_JOB_DIRECTORIES = 50
@@ -118,6 +124,55 @@ class JobRun:
             self.results.append(dict(result, log=self.scrub(res["log"]) if isinstance(res.get("log"), str) else ""))
             self.emit("result", **result)
         return True
+
+    # -- a deploy's live progress -------------------------------------------------------
+
+    @contextmanager
+    def following_progress(self, app: str) -> Iterator[None]:
+        """While the block runs (a deploy's playbook), follow the deploy's progress file in
+        its container over the LXD API (releases.Progress: the module writes its steps and
+        their output there while its one task runs) and store them as ``step`` and
+        ``output`` events, masked: the page and the CLI show them within a second."""
+        stop = threading.Event()
+        follower = threading.Thread(target=self._follow_progress, args=(app, stop), name=f"progress-{self.id}",
+                                    daemon=True)
+        follower.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            follower.join(timeout=30)
+
+    def _follow_progress(self, app: str, stop: threading.Event) -> None:
+        project, name = split_app(app)
+        path = releases.AppPaths(project, name).progress
+        seen = 0
+        # Its own connection: SQLite connections stay in the thread that made them.
+        with Registry.open(self.registry_path, create=False) as reg:
+            container = reg.get_container(reg.get_app(project, name)["container"])
+            host = reg.get_host(container["host"])
+            with lxd.LXDClient(endpoint=host["endpoint"], client_cert=host.get("client_cert"),
+                               client_key=host.get("client_key"), server_cert=host.get("server_cert"),
+                               timeout=10) as client:
+                while True:
+                    last_round = stop.is_set()
+                    try:
+                        lines = client.pull_file(container["name"], path).decode("utf-8", "replace").split("\n")
+                    except lxd.LXDError:
+                        lines = []  # not written yet (or LXD busy): the next round reads it
+                    records = [json.loads(line) for line in lines[:-1] if line.startswith("{")]
+                    if records and records[0].get("job") == self.id:
+                        for record in records[1 + seen:]:
+                            if "step" in record:
+                                reg.add_job_event(self.id, "step", {"step": str(record["step"])})
+                            elif "out" in record:
+                                reg.add_job_event(self.id, "output", {"line": self.scrub(str(record["out"]))})
+                            elif "note" in record:
+                                reg.add_job_event(self.id, "note", {"msg": self.scrub(str(record["note"]))})
+                        seen = len(records) - 1
+                    if last_round:
+                        return
+                    stop.wait(PROGRESS_POLL)
 
     # -- cancel and timeout ------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, flash, redirect, render_template, request, stream_with_context, url_for
 
 from dpl_web import services
+from dpl_web.collection import releases
 from dpl_web.errors import BadRequest
 from dpl_web.jobs import follow
 from dpl_web.registry import JOB_FINISHED, JOB_STATUSES
@@ -15,9 +16,7 @@ bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 PAGE = 50
 FILTERS = ("target", "kind", "status")
-# The steps of a deploy, in order, as the deploy module names the one that failed
-# (releases.StepFailed); the backup and the switch are part of "start".
-DEPLOY_STEPS = ("lock", "fetch", "build", "deploy script", "start", "health check")
+DEPLOY_STEPS = releases.DEPLOY_STEPS  # in order, as the deploy's progress and failure name them
 
 
 @bp.get("/")
@@ -73,12 +72,15 @@ def _steps(job: dict, events: list[dict]) -> list[tuple[str, str]] | None:
     job reported; None for other jobs."""
     if job["kind"] != "deploy":
         return None
-    failed = next((event.get("failed_step") for event in reversed(events) if event.get("failed_step")), None)
     if job["status"] == "successful":
         return [(step, "done") for step in DEPLOY_STEPS]
+    failed = next((event.get("failed_step") for event in reversed(events) if event.get("failed_step")), None)
+    reached = [event["step"] for event in events if event["type"] == "step" and event.get("step") in DEPLOY_STEPS]
     if failed in DEPLOY_STEPS:
-        at = DEPLOY_STEPS.index(failed)
-        return [(step, "done" if index < at else "failed" if index == at else "to do")
-                for index, step in enumerate(DEPLOY_STEPS)]
-    state = "running" if job["status"] == "running" else "to do"
-    return [(step, state if index == 0 else "to do") for index, step in enumerate(DEPLOY_STEPS)]
+        at, state = DEPLOY_STEPS.index(failed), "failed"
+    elif reached:
+        at, state = DEPLOY_STEPS.index(reached[-1]), "running" if job["status"] == "running" else "failed"
+    else:
+        at, state = 0, "running" if job["status"] == "running" else "to do"
+    return [(step, "done" if index < at else state if index == at else "to do")
+            for index, step in enumerate(DEPLOY_STEPS)]

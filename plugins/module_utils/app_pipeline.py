@@ -43,6 +43,7 @@ class Pipeline:
         self.env["PORT"] = str(params["port"])
         self.zero_downtime = bool(params.get("zero_downtime"))
         self.runner = releases.Runner(self.masker)
+        self.progress = None
         self.started = time.monotonic()
         self.result = {"changed": False, "project": params["project"], "app": params["app"]}
 
@@ -57,6 +58,7 @@ class Pipeline:
         return self.result
 
     def check_health(self, service):
+        self.runner.mark("health check")
         return releases.health_check(service, service.spec.port, self.params["health_path"],
                                      self.params["health_timeout"])
 
@@ -244,6 +246,7 @@ class Pipeline:
         """Make a new release next to the live one, never in place: ``fill(directory)``
         puts its files there and returns its description, then the deploy step runs in it.
         Only a complete release gets its final name; a failed build leaves nothing."""
+        self.runner.mark("build")
         release_id = self.paths.new_release_id(commit)
         building = self.paths.release_path(release_id) + ".tmp"
         try:
@@ -269,6 +272,9 @@ class Pipeline:
         if self.check_mode:
             return self.deploy_plan()
         paths.ensure()
+        if params.get("progress_job"):
+            self.runner.progress = releases.Progress(paths.progress, params["progress_job"])
+        self.runner.mark("lock")
         with releases.AppLock(paths.lock, params["lock_timeout"]):
             adopted = paths.adopt_legacy_live_dir()
             if adopted:
@@ -289,6 +295,7 @@ class Pipeline:
                 return self.finish(release=live, health_status=status, skipped_build=True)
 
             if live:
+                self.runner.mark("backup")
                 self.result["backup"] = releases.backup(paths, live, params["keep_backups"])
                 self.result["changed"] = True
 

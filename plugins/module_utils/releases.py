@@ -51,6 +51,12 @@ RELEASE_INFO = ".dpl-release.json"
 SERVICE_DIR = "/etc/systemd/system"
 APP_CONFIG_DIR = "/etc/dpl/apps"
 OUTPUT_LIMIT = 64 * 1024
+# A deploy's steps in the order it takes them, as its live progress names them (and as a
+# failed one is named): the job page draws them from this list.
+DEPLOY_STEPS = ("lock", "fetch", "backup", "build", "deploy script", "start", "health check")
+# How much of the steps' output the progress file takes (the job's log keeps the end anyway).
+PROGRESS_LIMIT = 4 * 1024 * 1024
+PROGRESS_POLL = 0.2  # seconds between two looks at a running step's output
 
 
 class StepFailed(Exception):
@@ -112,6 +118,8 @@ class AppPaths:
         self.backups = os.path.join(backups_root, project, app)
         self.checkout = os.path.join(deploy_root, project, app)
         self.lock = os.path.join(deploy_root, project, ".%s.lock" % app)
+        # The running deploy's steps and output, line by line, for its job to follow.
+        self.progress = os.path.join(deploy_root, project, ".%s.progress" % app)
         # Names are RFC 1123 labels, which never contain '_': "<project>_<app>" is unique,
         # where "<project>-<app>" would make shop/a-b and shop-a/b the same service.
         self.unit = "dpl-%s_%s.service" % (project, app)
@@ -320,6 +328,42 @@ class AppLock:
         self.handle.close()
 
 
+class Progress:
+    """A deploy's live progress, for the job that runs it to follow while the one Ansible task
+    runs (Ansible says nothing until a task ends; a build may take minutes): JSON lines in
+    :attr:`AppPaths.progress`, first ``{"job": ID}`` (so a follower never reads an older
+    deploy's file as its own), then ``{"step": NAME}`` as each step starts and ``{"out":
+    LINE}`` for each line of output (secrets masked), at most :data:`PROGRESS_LIMIT` bytes."""
+
+    def __init__(self, path, job):
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        self.written = 0
+        self.current = None
+        self.cut = False
+        self._write({"job": job})
+
+    def step(self, name):
+        if name != self.current:
+            self.current = name
+            self._write({"step": name})
+
+    def output(self, line):
+        if self.written > PROGRESS_LIMIT:
+            if not self.cut:
+                self.cut = True
+                self._write({"note": "the rest of the output is in the job's log"})
+            return
+        self._write({"out": line[:2000]})
+
+    def _write(self, record):
+        data = (json.dumps(record) + "\n").encode()
+        os.write(self.fd, data)
+        self.written += len(data)
+
+    def close(self):
+        os.close(self.fd)
+
+
 class Runner:
     """Runs commands as argument lists, with a timeout, output captured and masked.
 
@@ -329,10 +373,12 @@ class Runner:
     how DPL runs them, and its secrets reach only its deploy script and its service.
     """
 
-    def __init__(self, masker):
+    def __init__(self, masker, progress=None):
         self.masker = masker
         self.log = []
         self.current = None
+        self.progress = progress
+        self._position, self._pending = 0, b""  # how far the running step's output was read
         # Killed (task timeout, canceled job): take the running step down with us, so no
         # deploy script keeps running without its deploy.
         signal.signal(signal.SIGTERM, self._terminate)
@@ -357,14 +403,13 @@ class Runner:
             except OSError as exc:
                 raise StepFailed(step, "%s: cannot run %s: %s" % (step, args[0], exc)) from None
             self.current = process
-            try:
-                process.wait(timeout=timeout)
-                timed_out = False
-            except subprocess.TimeoutExpired:
+            self.mark(step)
+            timed_out = not self._wait(process, timeout, output_file)
+            if timed_out:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-                timed_out = True
             self.current = None
+            self._stream(output_file, final=True)
             output_file.seek(0)
             text = self.masker(output_file.read().decode("utf-8", "replace"))
         if timed_out:
@@ -374,6 +419,43 @@ class Runner:
         if check and process.returncode != 0:
             raise StepFailed(step, "%s failed (exit code %d)" % (step, process.returncode), tail(text))
         return process.returncode, text
+
+    def mark(self, step):
+        """Say that ``step`` has started (in the live progress, when there is one)."""
+        if self.progress is not None:
+            self.progress.step(step)
+
+    def _wait(self, process, timeout, output_file):
+        """Wait for the process; False if it outlived ``timeout``. With live progress, its
+        output goes there line by line as it comes."""
+        if self.progress is None:
+            try:
+                process.wait(timeout=timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        self._position, self._pending = 0, b""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                process.wait(timeout=min(PROGRESS_POLL, max(0.0, deadline - time.monotonic())))
+                return True
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    return False
+                self._stream(output_file)
+
+    def _stream(self, output_file, final=False):
+        """Hand the output's new complete lines (all of it when ``final``) to the progress."""
+        if self.progress is None:
+            return
+        data = os.pread(output_file.fileno(), 1 << 20, self._position)
+        self._position += len(data)
+        lines = (self._pending + data).split(b"\n")
+        self._pending = b"" if final else lines.pop()
+        for line in lines:
+            if line or not final:
+                self.progress.output(self.masker(line.decode("utf-8", "replace")))
 
     def text(self):
         text = "\n".join(self.log)

@@ -36,6 +36,12 @@ options:
       - When unset, the repository's default branch (the branch its C(HEAD) names), asked at
         each deploy and returned as RV(ref) and RV(default_branch).
     type: str
+  progress_job:
+    description:
+      - The id of the DPL job running this deploy. When set, the steps and their output are
+        written as they happen, secrets masked, to C(<deploy_root>/<project>/.<app>.progress)
+        (JSON lines), for the job to follow while this one task runs.
+    type: int
 extends_documentation_fragment:
   - dpl.platform.app
   - ansible.builtin.action_common_attributes
@@ -141,6 +147,7 @@ def main():
         argument_spec=app_argument_spec(
             repo=dict(type="str", required=True),
             ref=dict(type="str"),
+            progress_job=dict(type="int"),
         ),
         supports_check_mode=True,
     )

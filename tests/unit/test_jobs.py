@@ -9,6 +9,7 @@ cancel from another process or kill it. No LXD needed.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -227,24 +228,31 @@ def test_a_job_past_its_timeout_is_stopped(registry_path, stocked, worker_proces
     assert process.job_processes(process.job_marker(registry_path, job)) == []
 
 
+def following(job: int, env: dict) -> tuple[subprocess.Popen, str]:
+    """`dpl job follow JOB`, once it follows: it has printed the job's first events (a Ctrl-C
+    sent before Python has set up its handling, on a loaded machine, would test nothing)."""
+    follower = subprocess.Popen([DPL, "job", "follow", str(job)], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    ready, _writable, _errors = select.select([follower.stderr], [], [], 60)
+    assert ready, "dpl job follow printed nothing in 60 s"
+    return follower, follower.stderr.readline()
+
+
 def test_ctrl_c_stops_following_and_a_second_one_cancels(registry_path, stocked, worker_process):
     job = sleeper(stocked)
     worker_process()
     wait_for(lambda: sleeping(registry_path, job), what="the job's sleep")
     env = dict(os.environ, DPL_REGISTRY=str(registry_path))
     # Once: following stops, the job goes on.
-    follower = subprocess.Popen([DPL, "job", "follow", str(job)], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-    time.sleep(2)
+    follower, first = following(job, env)
     follower.send_signal(signal.SIGINT)
     _out, err = follower.communicate(timeout=30)
+    err = first + err
     assert follower.returncode == 130
     assert f"`dpl job cancel {job}` cancels it" in err
     assert job_status(registry_path, job) == "running" and sleeping(registry_path, job)
     # Twice: canceled, and the follower waits until it has stopped.
-    follower = subprocess.Popen([DPL, "job", "follow", str(job)], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-    time.sleep(2)
+    follower, _first = following(job, env)
     follower.send_signal(signal.SIGINT)
     time.sleep(0.5)
     follower.send_signal(signal.SIGINT)

@@ -13,6 +13,7 @@ from dpl_web.web.containers import queued_redirect
 
 bp = Blueprint("apps", __name__, url_prefix="/apps")
 
+
 def _name(project: str, app: str) -> str:
     return f"{project}/{app}"
 

@@ -104,7 +104,7 @@ def field_errors(exc: DplError, names: list[str]) -> dict[str, str]:
     """A refusal as ``{field: message}``: under its field when the form has it, under ``""``
     (shown above the form) otherwise."""
     if isinstance(exc, ValidationError):
-        field = str(exc.field).split(" ")[0].split("[")[0]
+        field = str(exc.field).split(" ", maxsplit=1)[0].split("[", maxsplit=1)[0]
         if field in names:
             return {field: f"{exc.rule} (nothing was saved)"}
     return {"": f"{exc} ({exc.hint})" if exc.hint else str(exc)}

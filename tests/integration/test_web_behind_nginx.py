@@ -30,10 +30,11 @@ PASSWORD = "behind-nginx-password"
 
 
 def edge_play(domain: str, bind: str, state: str = "present") -> list[dict]:
-    return [{"name": "edge", "hosts": "all", "gather_facts": False, "tasks": [{
-        "name": "publish", "ansible.builtin.include_role": {"name": "dpl.platform.control_plane",
-                                                             "tasks_from": "edge"},
-        "vars": {"control_plane_domain": domain, "control_plane_bind": bind, "control_plane_domain_state": state}}]}]
+    publish = {"name": "publish",
+               "ansible.builtin.include_role": {"name": "dpl.platform.control_plane", "tasks_from": "edge"},
+               "vars": {"control_plane_domain": domain, "control_plane_bind": bind,
+                        "control_plane_domain_state": state}}
+    return [{"name": "edge", "hosts": "all", "gather_facts": False, "tasks": [publish]}]
 
 
 class ToThisMachine(http.client.HTTPSConnection):

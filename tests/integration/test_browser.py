@@ -1,9 +1,9 @@
 """The web app in a real browser (Debian's Chromium, headless, driven by Playwright), served
 by gunicorn as scripts/setup serves it, over a real container: log in; create a container, a
 project and an app; set a secret; deploy and watch the live log reach success; open the app
-through nginx over TLS; deploy again and roll back; see the jobs in the history; cancel a
-long deploy (the previous version keeps serving); delete the container. Then the canary
-secret is looked for everywhere it must not be.
+through nginx over TLS; deploy again, restore the backup, roll back; see the jobs in the
+history; cancel a long deploy (the previous version keeps serving); delete the container.
+Then the canary secret is looked for everywhere it must not be.
 
 A screenshot is saved when a step fails, and one of the dashboard at the end (under the
 test's tmp dir: ``pytest --basetemp DIR`` keeps them where you want them).
@@ -194,17 +194,28 @@ def run_the_operators_day(dpl, repos, web, page, tmp_path):
     page.wait_for_url(re.compile(r"/jobs/\d+$"))
     second_deploy = wait_for_job(page)
     assert served(domain) == "v2"
+    # The backup v2's deploy made of v1, listed with its time, commit and size, restored.
+    page.goto(f"{base}/apps/{name}/web")
+    page.click("text=Backups and restore")
+    row = page.locator("tr", has=page.locator("button:has-text('Restore')"), has_text=repos[0].commits["v1"][:12])
+    assert re.search(r"\d+(\.\d)? (B|kB|MB)", row.inner_text()), row.inner_text()
+    row.locator("button:has-text('Restore')").click()
+    page.click("button:has-text('Restore')")
+    page.wait_for_url(re.compile(r"/jobs/\d+$"))
+    restore = wait_for_job(page)
+    assert served(domain) == "v1"
+    # A rollback goes back to the release before: v2.
     page.goto(f"{base}/apps/{name}/web")
     page.click("text=Roll back…")
     page.click("button:has-text('Roll back')")
     page.wait_for_url(re.compile(r"/jobs/\d+$"))
     rollback = wait_for_job(page)
-    assert served(domain) == "v1"
+    assert served(domain) == "v2"
 
-    # The history: both deploys and the rollback, under the app's filter.
+    # The history: the deploys, the restore and the rollback, under the app's filter.
     page.goto(f"{base}/jobs/?target=app/{name}/web")
     listed = [int(found) for found in re.findall(r'href="/jobs/(\d+)"', page.content())]
-    assert {first_deploy, second_deploy, rollback} <= set(listed)
+    assert {first_deploy, second_deploy, restore, rollback} <= set(listed)
 
     # A long deploy, canceled from its page: the previous version keeps serving.
     page.goto(f"{base}/apps/{name}/web/edit")
@@ -217,7 +228,7 @@ def run_the_operators_day(dpl, repos, web, page, tmp_path):
     page.locator("#log").get_by_text("Deploy").first.wait_for(timeout=60_000)
     page.click("button:has-text('Cancel')")
     wait_for_job(page, "canceled")
-    assert served(domain) == "v1"
+    assert served(domain) == "v2"
 
     page.goto(base + "/")
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)

@@ -1048,8 +1048,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write the made password to FILE (mode 0600; default "
                               f"{paths.admin_password_path()}) instead of printing it")
         if name == "add":
-            sub.add_argument("--first", action="store_true", help="only if there is no user yet (scripts/setup's "
-                                                                   "first admin)")
+            sub.add_argument("--first", action="store_true",
+                             help="only if there is no user yet (scripts/setup's first admin)")
     command(users, "list", cmd_user_list, "list the users (never their passwords)")
     command(users, "remove", cmd_user_remove, "remove a user (their sessions end)").add_argument("name")
 

@@ -51,6 +51,8 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_JOB_FAILED = JobFailed.exit_code
 EXIT_INTERRUPTED = 130
+# `dpl status`: something is down, or out of step with the registry (the list says what).
+EXIT_ATTENTION = 11
 
 CANCEL_WINDOW = 3  # seconds after a first Ctrl-C in which a second one cancels the job
 
@@ -590,6 +592,31 @@ def cmd_job_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from dpl_web import monitor
+
+    found = monitor.collect(_registry_path(args))
+    alerts = monitor.record(_registry_path(args), found) if args.record else []
+    problems = found.problems
+    containers = [{"name": name, **figures} for name, figures in sorted(found.containers.items())]
+    apps = [{"app": name, **figures} for name, figures in sorted(found.apps.items())]
+    lines = [_table(containers, [
+        ("container", lambda c: c["name"]), ("status", lambda c: c["status"]), ("ipv4", lambda c: c["ipv4"]),
+        ("cpu %", lambda c: c.get("cpu")), ("memory", lambda c: _size(c["memory"])),
+        ("disk", lambda c: _size(c["disk"])), ("processes", lambda c: c["processes"]),
+    ], "no containers"), "", _table(apps, [
+        ("app", lambda a: a["app"]), ("up", lambda a: "up" if a["up"] else "DOWN"), ("http", lambda a: a["http"]),
+        ("ms", lambda a: a["latency_ms"]), ("via nginx", lambda a: a.get("edge_http")),
+        ("ms", lambda a: a.get("edge_latency_ms")),
+    ], "no apps")]
+    lines += [""] + [f"! {problem['message']} ({problem['fix']})" for problem in problems] if problems else [
+        "", "all well"]
+    lines += [f"changed: {alert['message']}" for alert in alerts]
+    _emit(args, {"at": found.at, "containers": found.containers, "apps": found.apps, "problems": problems,
+                 **({"changes": alerts} if args.record else {})}, lines)
+    return EXIT_ATTENTION if problems else EXIT_OK
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     entries = services.list_audit(_ctx(args), who=args.who, target=args.target, limit=args.limit)
     _emit(args, {"audit": entries}, _table(entries, [
@@ -1017,6 +1044,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start after this event (the sequence number of the last one seen)")
     sub = command(jobs, "cancel", cmd_job_cancel, "cancel a queued job, or stop a running one")
     sub.add_argument("id", type=int)
+
+    sub = command(commands, "status", cmd_status, "the state of every container and app now (one LXD call per "
+                                                  "host, each app's health check) and what differs from the "
+                                                  f"registry; exit {EXIT_ATTENTION} when something needs attention")
+    sub.add_argument("--record", action="store_true", help="also store the samples and states, as the worker "
+                                                           "does every 30 s")
 
     sub = command(commands, "audit", cmd_audit, "who did what, newest first (changes and actions, from the CLI, "
                                                 "the API and webhooks)")

@@ -34,7 +34,7 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
-from dpl_web import paths
+from dpl_web import monitor, paths
 from dpl_web.errors import DplError, RegistryUnusable
 from dpl_web.jobs import process
 from dpl_web.jobs.kinds import KINDS
@@ -118,7 +118,7 @@ def ensure_worker(registry_path: Path, wake_it: bool = True) -> bool:
 class Worker:
     def __init__(self, registry_path: Path | str | None = None, slots: int | None = None,
                  idle_exit: float | None = None, jobs_dir: Path | None = None, poll: float = POLL,
-                 say: Any = None):
+                 say: Any = None, monitor_interval: float | None = None):
         self.registry_path = Path(registry_path) if registry_path else paths.registry_path()
         self.slots = max(1, slots or os.cpu_count() or 1)
         self.idle_exit = idle_exit
@@ -129,6 +129,12 @@ class Worker:
         self.running: dict[int, tuple[threading.Thread, threading.Event]] = {}
         self.stopping = threading.Event()
         self.woken = threading.Event()  # a job was queued: look at the queue now
+        # Monitoring rounds (dpl_web.monitor): by the long-running worker only, not by one started
+        # on demand for a job; DPL_MONITOR_INTERVAL=0 turns them off.
+        if monitor_interval is None:
+            monitor_interval = 0 if idle_exit is not None else float(
+                os.environ.get("DPL_MONITOR_INTERVAL") or monitor.INTERVAL)
+        self.monitor_interval = monitor_interval
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -152,6 +158,8 @@ class Worker:
             with Registry.open(self.registry_path, create=False) as reg:
                 self.recover(reg)
                 self.say(f"running jobs of {self.registry_path}, {self.slots} at once")
+                if self.monitor_interval:
+                    threading.Thread(target=self._monitor, name="monitor", daemon=True).start()
                 self._loop(reg)
             self._stop_running()
             lock.seek(0)
@@ -184,6 +192,22 @@ class Worker:
                 return
             self.woken.wait(self.poll)
             self.woken.clear()
+
+    def _monitor(self) -> None:
+        """A monitoring round every monitor_interval seconds (its own thread: a slow health
+        check never holds a job back), and once an hour the samples compacted."""
+        next_compaction = 0.0
+        while not self.stopping.is_set():
+            try:
+                for alert in monitor.record(self.registry_path, monitor.collect(self.registry_path)):
+                    self.say(f"monitor: {alert['message']}")
+                if time.monotonic() >= next_compaction:
+                    with Registry.open(self.registry_path, create=False) as reg:
+                        reg.compact_samples()
+                    next_compaction = time.monotonic() + 3600
+            except Exception:  # noqa: BLE001 - monitoring must never stop the worker
+                self.say(f"monitor: the round failed: {traceback.format_exc()}")
+            self.stopping.wait(self.monitor_interval)
 
     def recover(self, reg: Registry) -> list[int]:
         """Fail the jobs a dead worker left running (this one holds the lock: the worker that

@@ -68,6 +68,7 @@ from dpl_web.registry.jobs import (
 )
 from dpl_web.registry.projects import ProjectsTable
 from dpl_web.registry.records import INVENTORY_KEYS
+from dpl_web.registry.samples import SamplesTable
 from dpl_web.registry.schema import (
     BUSY_TIMEOUT,
     MIGRATIONS,
@@ -94,7 +95,7 @@ __all__ = [
 
 
 class Registry(HostsTable, ContainersTable, ProjectsTable, AppsTable, JobsTable, TokensTable, WebhooksTable,
-               AuditTable, UsersTable):
+               AuditTable, UsersTable, SamplesTable):
     """DPL's registry: open one with :meth:`open`, close it (or use ``with``) when done.
 
     A Registry wraps one SQLite connection; use one per thread (the web front end keeps one

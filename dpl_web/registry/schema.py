@@ -211,6 +211,30 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX login_failure_key ON login_failure (key, at);
     """,
+    # v11: monitoring. Samples of each container and app (raw for a day), their 5-minute
+    # averages and maxima (30 days), and the state each target was last seen in, with since
+    # when (what changes it is an alert).
+    """
+    CREATE TABLE sample (
+        at REAL NOT NULL,
+        target TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX sample_target ON sample (target, at);
+    CREATE INDEX sample_at ON sample (at);
+    CREATE TABLE sample_rollup (
+        target TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (target, bucket)
+    ) WITHOUT ROWID;
+    CREATE TABLE monitor_state (
+        target TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        since TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

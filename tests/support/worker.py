@@ -23,4 +23,4 @@ kinds.KINDS["test-sleep"] = sleep
 if __name__ == "__main__":
     registry, slots, idle_exit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     poll = float(sys.argv[4]) if len(sys.argv) > 4 else 0.1
-    sys.exit(0 if Worker(registry, slots=slots, idle_exit=idle_exit, poll=poll).run() else 1)
+    sys.exit(0 if Worker(registry, slots=slots, idle_exit=idle_exit, poll=poll, monitor_interval=0).run() else 1)

@@ -1,0 +1,109 @@
+"""Monitoring's history: samples of each container and app, kept raw for a day and as
+5-minute averages and maxima for 30 days (so the file stops growing), and the state each
+target was last seen in.
+
+A sample is one target's figures at one time (``{"cpu": 3.2, "memory": 123456, "up": true,
+...}``); numbers and booleans (as 0/1) are what a rollup averages and maxes, other values
+are not kept in rollups.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from dpl_web.registry.base import RegistryBase
+from dpl_web.registry.records import _now
+
+RAW_KEEP = 24 * 3600  # seconds a raw sample is kept
+ROLLUP_KEEP = 30 * 24 * 3600  # seconds a 5-minute rollup is kept
+BUCKET = 300  # seconds a rollup covers
+
+
+def _numbers(data: Mapping[str, Any]) -> dict[str, float]:
+    return {key: float(value) for key, value in data.items() if isinstance(value, int | float)}
+
+
+def _merge(rollup: dict[str, list[float]], data: Mapping[str, Any]) -> dict[str, list[float]]:
+    """Add one raw sample to a rollup: ``{field: [average, maximum, count], ...}``."""
+    for key, value in _numbers(data).items():
+        average, maximum, count = rollup.get(key, [0.0, value, 0])
+        rollup[key] = [(average * count + value) / (count + 1), max(maximum, value), count + 1]
+    return rollup
+
+
+class SamplesTable(RegistryBase):
+    """Samples, their rollups, and the targets' last states."""
+
+    def add_samples(self, at: float, samples: Mapping[str, Mapping[str, Any]]) -> None:
+        """Store one collection round: ``{target: figures}`` taken at ``at`` (epoch s)."""
+        with self.transaction() as conn:
+            conn.executemany("INSERT INTO sample (at, target, data) VALUES (?, ?, ?)",
+                             [(at, target, json.dumps(dict(data))) for target, data in samples.items()])
+
+    def latest_samples(self) -> dict[str, dict[str, Any]]:
+        """The newest sample of each target: ``{target: {"at": epoch, **figures}}``."""
+        rows = self.conn.execute(
+            "SELECT s.target, s.at, s.data FROM sample s JOIN (SELECT target, max(at) AS at FROM sample "
+            "GROUP BY target) newest ON newest.target = s.target AND newest.at = s.at")
+        return {row["target"]: {"at": row["at"], **json.loads(row["data"])} for row in rows}
+
+    def series(self, target: str, since: float, until: float | None = None) -> list[dict[str, Any]]:
+        """The target's figures from ``since`` on, oldest first: raw samples while they are
+        kept, then the rollups (``{"at", field: average, field_max: maximum}``)."""
+        until = time.time() if until is None else until
+        points = []
+        # The rollups of the buckets that start in [since, until).
+        for row in self.conn.execute("SELECT bucket, data FROM sample_rollup WHERE target = ? AND bucket >= ? "
+                                     "AND bucket < ? ORDER BY bucket", (target, since, until)):
+            rollup = json.loads(row["data"])
+            point: dict[str, Any] = {"at": row["bucket"] + BUCKET / 2}
+            for key, (average, maximum, _count) in rollup.items():
+                point[key], point[f"{key}_max"] = average, maximum
+            points.append(point)
+        for row in self.conn.execute("SELECT at, data FROM sample WHERE target = ? AND at >= ? AND at < ? "
+                                     "ORDER BY at", (target, since, until)):
+            points.append({"at": row["at"], **json.loads(row["data"])})
+        return points
+
+    def compact_samples(self, now: float | None = None) -> dict[str, int]:
+        """Fold the raw samples older than a day into their 5-minute rollups and delete them;
+        delete the rollups older than 30 days. Returns how many of each went."""
+        now = time.time() if now is None else now
+        cutoff = (now - RAW_KEEP) // BUCKET * BUCKET  # whole buckets only
+        with self.transaction() as conn:
+            rollups: dict[tuple[str, int], dict[str, Any]] = {}
+            rows = conn.execute("SELECT at, target, data FROM sample WHERE at < ? ORDER BY at", (cutoff,)).fetchall()
+            for row in rows:
+                key = (row["target"], int(row["at"] // BUCKET * BUCKET))
+                if key not in rollups:
+                    stored = conn.execute("SELECT data FROM sample_rollup WHERE target = ? AND bucket = ?",
+                                          key).fetchone()
+                    rollups[key] = json.loads(stored["data"]) if stored else {}
+                _merge(rollups[key], json.loads(row["data"]))
+            conn.executemany("INSERT OR REPLACE INTO sample_rollup (target, bucket, data) VALUES (?, ?, ?)",
+                             [(target, bucket, json.dumps(data)) for (target, bucket), data in rollups.items()])
+            conn.execute("DELETE FROM sample WHERE at < ?", (cutoff,))
+            expired = conn.execute("DELETE FROM sample_rollup WHERE bucket < ?", (now - ROLLUP_KEEP,)).rowcount
+        return {"folded": len(rows), "rollups_written": len(rollups), "rollups_expired": expired}
+
+    # -- states (what an alert is about) -------------------------------------------------------
+
+    def set_state(self, target: str, state: str, detail: str = "") -> dict[str, Any] | None:
+        """Record the state ``target`` is in; the previous one (``{"state", "since",
+        "detail"}``) when it changed, None when it is the same (or the first seen)."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT * FROM monitor_state WHERE target = ?", (target,)).fetchone()
+            if row is not None and row["state"] == state:
+                if row["detail"] != detail:
+                    conn.execute("UPDATE monitor_state SET detail = ? WHERE target = ?", (detail, target))
+                return None
+            conn.execute("INSERT OR REPLACE INTO monitor_state (target, state, since, detail) VALUES (?, ?, ?, ?)",
+                         (target, state, _now(), detail))
+        return None if row is None else {"state": row["state"], "since": row["since"], "detail": row["detail"]}
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        return {row["target"]: {"state": row["state"], "since": row["since"], "detail": row["detail"]}
+                for row in self.conn.execute("SELECT * FROM monitor_state")}

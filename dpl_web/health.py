@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, render_template
@@ -79,13 +80,25 @@ def check_registry(path: str) -> dict:
     return {"ok": True, "detail": f"{path}, schema version {version}"}
 
 
+# The health checks need no login (they say what to fix when nothing else works yet), so a
+# report is reused for a few seconds: asking often costs no more LXD calls or `nginx -t`.
+CACHE_SECONDS = 5
+_cache: dict[str, tuple[float, dict]] = {}
+
+
 def collect() -> dict:
+    path = current_app.config["REGISTRY"]
+    cached = _cache.get(path)
+    if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
+        return cached[1]
     checks = {
         "lxd": check_lxd(),
         "nginx": check_nginx(),
-        "registry": check_registry(current_app.config["REGISTRY"]),
+        "registry": check_registry(path),
     }
-    return {"ok": all(check["ok"] for check in checks.values()), "checks": checks}
+    report = {"ok": all(check["ok"] for check in checks.values()), "checks": checks}
+    _cache[path] = (time.monotonic(), report)
+    return report
 
 
 @bp.get("/health")

@@ -139,7 +139,7 @@ def collect(registry_path: Path | str, timeout: float = HEALTH_TIMEOUT) -> Round
     """One round: every host's containers (one LXD call each), every app's health, drift."""
     with Registry.open(registry_path, create=False) as reg, reg.snapshot():
         hosts, containers, apps = reg.list_hosts(), reg.list_containers(), reg.list_apps()
-        previous = reg.latest_samples()
+        previous = reg.latest_samples([f"container/{container['name']}" for container in containers])
     found = Round(at=time.time())
     recorded = {container["name"]: container for container in containers}
     for host in hosts:

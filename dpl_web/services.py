@@ -129,12 +129,15 @@ RELEASE_KINDS = ("deploy", "rollback", "restore")
 
 def overview(ctx: Context) -> dict[str, Any]:
     """Everything a dashboard shows, from the registry alone, in one snapshot: hosts,
-    containers, projects, apps, the newest job of every target (``last_jobs``) and the newest
-    successful release job of every app (``releases``, by target)."""
+    containers, projects, apps, the newest job of every target (``last_jobs``), the newest
+    successful release job of every app (``releases``, by target), and what monitoring saw
+    last (``samples`` and ``states``, by target: dpl_web.monitor)."""
     with ctx.open() as reg, reg.snapshot():
-        return {"hosts": reg.list_hosts(), "containers": reg.list_containers(), "projects": reg.list_projects(),
-                "apps": reg.list_apps(), "last_jobs": reg.latest_jobs(),
-                "releases": reg.latest_jobs(kinds=RELEASE_KINDS, status="successful")}
+        containers, apps = reg.list_containers(), reg.list_apps()
+        targets = [f"container/{c['name']}" for c in containers] + [f"app/{a['project']}/{a['name']}" for a in apps]
+        return {"hosts": reg.list_hosts(), "containers": containers, "projects": reg.list_projects(), "apps": apps,
+                "last_jobs": reg.latest_jobs(), "releases": reg.latest_jobs(kinds=RELEASE_KINDS, status="successful"),
+                "samples": reg.latest_samples(targets), "states": reg.states()}
 
 
 def how_to_reach(app: dict[str, Any], container: dict[str, Any] | None) -> dict[str, Any]:

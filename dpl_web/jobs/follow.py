@@ -19,6 +19,7 @@ from dpl_web.registry import JOB_FINISHED, Registry
 POLL = 0.05  # seconds between two reads of the stream (an indexed read: cheap)
 HEARTBEAT = 15  # seconds between two comments on an idle stream (Cloudflare drops ~100 s idle)
 STREAM_POLL = 0.1  # seconds between two reads of a job's events while streaming to a browser
+RECHECK = 30  # seconds between two checks that a stream's reader may still read it
 
 
 def events(registry_path: Path, job_id: int, after: int = 0, poll: float = POLL,
@@ -46,16 +47,28 @@ def events(registry_path: Path, job_id: int, after: int = 0, poll: float = POLL,
             time.sleep(poll)
 
 
-def server_sent_events(registry_path: Path, job_id: int, after: int) -> Iterator[str]:
+def server_sent_events(registry_path: Path, job_id: int, after: int,
+                       still_allowed: Callable[[Registry], bool] | None = None,
+                       max_seconds: float | None = None) -> Iterator[str]:
     """The job's events as server-sent events (``id`` = the sequence number, so a browser that
     reconnects resumes after the last one it had), then the end of the stream once the job has
     finished; a comment line every :data:`HEARTBEAT` s while nothing happens, so no proxy
     takes the stream for dead. It only reads: the web worker serving it need not be the one
-    that queued the job."""
-    quiet_since = time.monotonic()
+    that queued the job. ``still_allowed`` is asked every :data:`RECHECK` s (a session that
+    ended ends the stream), and the stream ends after ``max_seconds`` (the browser reconnects
+    and resumes where it was)."""
+    quiet_since = started = checked = time.monotonic()
     yield "retry: 2000\n\n"
     with Registry.open(registry_path, create=False) as reg:
         while True:
+            now = time.monotonic()
+            if max_seconds is not None and now - started >= max_seconds:
+                return
+            if still_allowed is not None and now - checked >= RECHECK:
+                if not still_allowed(reg):
+                    yield "event: denied\ndata: {}\n\n"
+                    return
+                checked = now
             batch = reg.job_events(job_id, after=after)
             for event in batch:
                 after = event["seq"]

@@ -235,6 +235,17 @@ MIGRATIONS: list[str] = [
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
+    # v12: the web app's sessions, kept here so that logging out, a new password or a user's
+    # removal ends them on every web worker (the cookie only names one).
+    """
+    CREATE TABLE web_session (
+        id TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        seen_at REAL NOT NULL
+    );
+    CREATE INDEX web_session_user ON web_session (user);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

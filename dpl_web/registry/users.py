@@ -1,10 +1,15 @@
 """The web app's users: passwords hashed with scrypt (werkzeug's), the failed logins that
-slow the next try down, and the secret that signs session cookies.
+slow the next try down, the sessions, and the secret that signs session cookies.
 
 Failed logins are counted here, not in a web worker's memory, so every gunicorn worker (and
-a restart) sees them: after :data:`FREE_TRIES` failures in :data:`FAILURE_WINDOW` seconds for
-one user name or one address, each next try must wait twice as long as the one before, up to
-:data:`MAX_WAIT` seconds.
+a restart) sees them. Past a number of failures in :data:`FAILURE_WINDOW` seconds, each next
+try must wait twice as long as the one before, up to :data:`MAX_WAIT` seconds; the number
+is small for one user from one address (:data:`FREE_TRIES`), larger for one address trying
+many users, larger still for one user from everywhere: someone guessing from elsewhere slows
+the guesses down without locking the real user out.
+
+Sessions live here too: the cookie only names one, so logging out, a new password or a
+removed user ends it on every web worker at once.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from dpl_web.errors import Conflict, NotFound, Throttled, Unauthorized
 from dpl_web.registry.base import RegistryBase
 from dpl_web.registry.records import _now
 
-FREE_TRIES = 5
+FREE_TRIES = {"pair": 5, "addr": 20, "user": 50}  # failures before the waits start, by key
 FAILURE_WINDOW = 15 * 60
 MAX_WAIT = 300
+SESSION_SEEN_EVERY = 60  # seconds between two writes of a session's last use
 HASH_METHOD = "scrypt"
 # Checked against when the user does not exist, so a wrong name takes as long as a wrong
 # password and the timing does not tell which names exist.
@@ -59,45 +65,48 @@ class UsersTable(RegistryBase):
         return [_user_dict(row) for row in self.conn.execute("SELECT * FROM user ORDER BY name")]
 
     def set_password(self, name: str, password: str) -> dict[str, Any]:
-        """A new password; the sessions opened with the old one end (they carry its time)."""
+        """A new password; the user's sessions end."""
         digest = generate_password_hash(validation.password(password), method=HASH_METHOD)
         with self.transaction() as conn:
             self.get_user(name)
             # A second change within the same second must still end the sessions of the first.
-            changed = _now() + "." + secrets.token_hex(4)
-            conn.execute("UPDATE user SET hash = ?, password_changed_at = ? WHERE name = ?", (digest, changed, name))
+            conn.execute("UPDATE user SET hash = ?, password_changed_at = ? WHERE name = ?", (digest, _now(), name))
+            self.end_sessions(name)
         return self.get_user(name)
 
     def remove_user(self, name: str) -> dict[str, Any]:
         with self.transaction() as conn:
             user = self.get_user(name)
             conn.execute("DELETE FROM user WHERE name = ?", (name,))
+            self.end_sessions(name)
         return user
 
     # -- logging in ----------------------------------------------------------------------
 
     def login(self, name: str, password: str, address: str) -> dict[str, Any]:
-        """The user whose name and password these are; :class:`Throttled` while the user or
-        the address must wait, :class:`Unauthorized` (never saying which part was wrong)
-        otherwise. A failure is counted; a success clears the user's and address's count."""
-        keys = [f"user:{str(name)[:64]}", f"addr:{address}"]
-        wait = self.login_wait(keys)
-        if wait:
-            raise Throttled(wait)
+        """The user whose name and password these are; :class:`Throttled` while this try
+        must wait, :class:`Unauthorized` (never saying which part was wrong) otherwise. The
+        try is counted as a failure before the password is checked (in the same transaction
+        as the check of the wait: tries in parallel cannot all slip through), and the count
+        is cleared when the password is right."""
+        user_key = str(name)[:64]
+        keys = [f"pair:{user_key}|{address}", f"addr:{address}", f"user:{user_key}"]
+        with self.transaction() as conn:
+            wait = self.login_wait(keys)
+            if wait:
+                raise Throttled(wait)
+            now = time.time()
+            conn.execute("DELETE FROM login_failure WHERE at < ?", (now - FAILURE_WINDOW,))
+            conn.executemany("INSERT INTO login_failure (key, at) VALUES (?, ?)", [(key, now) for key in keys])
         row = None
         if isinstance(name, str) and isinstance(password, str) and len(password) <= validation.PASSWORD_MAX_LENGTH:
             row = self._one("SELECT * FROM user WHERE name = ?", (name,))
         good = check_password_hash(row["hash"] if row else _DUMMY_HASH, password if isinstance(password, str) else "")
-        with self.transaction() as conn:
-            if row is None or not good:
-                now = time.time()
-                conn.execute("DELETE FROM login_failure WHERE at < ?", (now - FAILURE_WINDOW,))
-                conn.executemany("INSERT INTO login_failure (key, at) VALUES (?, ?)", [(key, now) for key in keys])
-            else:
-                conn.executemany("DELETE FROM login_failure WHERE key = ?", [(key,) for key in keys])
-                conn.execute("UPDATE user SET last_login_at = ? WHERE id = ?", (_now(), row["id"]))
         if row is None or not good:
             raise Unauthorized("wrong user name or password", "check both and try again")
+        with self.transaction() as conn:
+            conn.executemany("DELETE FROM login_failure WHERE key = ?", [(keys[0],), (keys[2],)])
+            conn.execute("UPDATE user SET last_login_at = ? WHERE id = ?", (_now(), row["id"]))
         return self.get_user(name)
 
     def login_wait(self, keys: list[str]) -> int:
@@ -108,15 +117,48 @@ class UsersTable(RegistryBase):
             count, last = self.conn.execute(
                 "SELECT count(*), max(at) FROM login_failure WHERE key = ? AND at >= ?",
                 (key, now - FAILURE_WINDOW)).fetchone()
-            if count >= FREE_TRIES:
-                wait = max(wait, last + min(2 ** (count - FREE_TRIES + 1), MAX_WAIT) - now)
+            free = FREE_TRIES[key.split(":", 1)[0]]
+            if count >= free:
+                wait = max(wait, last + min(2 ** (count - free + 1), MAX_WAIT) - now)
         return max(0, int(wait + 0.999))
 
-    def session_valid(self, name: str, password_changed_at: str) -> bool:
-        """Whether a session opened by ``name`` with the password of ``password_changed_at``
-        still stands (the user exists and has not changed their password since)."""
-        row = self._one("SELECT password_changed_at FROM user WHERE name = ?", (name,))
-        return row is not None and row["password_changed_at"] == password_changed_at
+    # -- sessions ----------------------------------------------------------------------------
+
+    def open_session(self, name: str) -> str:
+        """A new session of ``name``; returns its id (what the cookie carries)."""
+        sid = secrets.token_urlsafe(32)
+        now = time.time()
+        with self.transaction() as conn:
+            self.get_user(name)
+            conn.execute("INSERT INTO web_session (id, user, created_at, seen_at) VALUES (?, ?, ?, ?)",
+                         (sid, name, now, now))
+        return sid
+
+    def check_session(self, sid: Any, idle: float, max_age: float) -> str | None:
+        """The user of session ``sid`` while it stands (used within ``idle`` seconds, opened
+        less than ``max_age`` ago); None, and the session ended, otherwise."""
+        if not isinstance(sid, str):
+            return None
+        row = self._one("SELECT * FROM web_session WHERE id = ?", (sid,))
+        if row is None:
+            return None
+        now = time.time()
+        if now - row["seen_at"] > idle or now - row["created_at"] > max_age:
+            self.end_session(sid)
+            return None
+        if now - row["seen_at"] > SESSION_SEEN_EVERY:
+            with self.transaction() as conn:
+                conn.execute("UPDATE web_session SET seen_at = ? WHERE id = ?", (now, sid))
+        return row["user"]
+
+    def end_session(self, sid: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM web_session WHERE id = ?", (sid,))
+
+    def end_sessions(self, name: str, keep: str | None = None) -> int:
+        """End every session of ``name`` (but ``keep``); how many ended."""
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM web_session WHERE user = ? AND id IS NOT ?", (name, keep)).rowcount
 
     # -- the session secret ----------------------------------------------------------------
 

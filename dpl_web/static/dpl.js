@@ -74,8 +74,9 @@ function liveLog(log) {
   }
   source.addEventListener("end", () => {
     source.close();
-    // The final state (duration, what changed, the failure's lines) is on the page itself.
-    setTimeout(() => window.location.reload(), 600);
+    // A job that ended while the page was open: its final state (duration, what changed, the
+    // failure's lines) is drawn by the server, so load the page again, once.
+    if (log.dataset.done !== "yes") setTimeout(() => window.location.reload(), 600);
   });
 }
 

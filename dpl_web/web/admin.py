@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 
 from dpl_web import services
 from dpl_web.errors import DplError
-from dpl_web.registry import TOKEN_SCOPES
+from dpl_web.registry import TOKEN_SCOPES, Registry
 from dpl_web.web import ctx
 
 bp = Blueprint("admin", __name__)
 
 AUDIT_PAGE = 100
+
+
+def confirm_password() -> None:
+    """What makes lasting access (a token, a user) asks for the password again: a session
+    left open, or taken, is not enough."""
+    with Registry.open(current_app.config["REGISTRY"], create=False) as reg:
+        reg.login(g.user["name"], request.form.get("password", ""), request.remote_addr or "-")
 
 
 @bp.route("/tokens", methods=["GET", "POST"])
@@ -21,6 +28,7 @@ def tokens():
     if request.method == "POST":
         expires = request.form.get("expires", "").strip() or None
         try:
+            confirm_password()
             made = services.add_token(ctx(), request.form.get("name", ""), request.form.get("scope", "read"),
                                       expires).record
         except DplError as exc:
@@ -43,6 +51,7 @@ def users():
     if request.method == "POST":
         password = services.new_password()
         try:
+            confirm_password()
             user = services.add_user(ctx(), request.form.get("name", ""), password).record
             made = {"name": user["name"], "password": password}
         except DplError as exc:

@@ -100,12 +100,16 @@ def rollback(project: str, app: str):
     return queued_redirect(services.rollback(ctx(), _name(project, app)), f"app {project}/{app}: rollback")
 
 
-@bp.get("/<project>/<app>/backups")
+@bp.route("/<project>/<app>/backups", methods=["GET", "POST"])
 def backups(project: str, app: str):
-    """The backups as the container has them (a short job asks it; this waits for it)."""
+    """The backups as the container has them: asking runs a short job (so it is a POST: a
+    link from elsewhere cannot make jobs), and the page waits for it."""
+    record = services.get_app(ctx(), _name(project, app))
+    if request.method == "GET":
+        return render_template("backups.html", app=record, backups=None, releases=None)
     found = services.app_history(ctx(), _name(project, app))
-    return render_template("backups.html", app=services.get_app(ctx(), _name(project, app)),
-                           backups=found.get("backups") or [], releases=found.get("releases") or [])
+    return render_template("backups.html", app=record, backups=found.get("backups") or [],
+                           releases=found.get("releases") or [])
 
 
 @bp.post("/<project>/<app>/restore")

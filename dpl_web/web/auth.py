@@ -1,13 +1,13 @@
 """Logging in and out, the session, and the gate in front of every page.
 
-The session is Flask's signed cookie (HttpOnly, SameSite=Lax, Secure over TLS) holding the
-user's name, when their password was last changed (a new password ends older sessions) and
-when they were last seen (idle for longer than ``SESSION_IDLE_SECONDS`` ends it).
+The session lives in the registry (registry.users): Flask's signed cookie (HttpOnly,
+SameSite=Lax, Secure over TLS) only carries its id. It ends when it has been idle for
+``SESSION_IDLE_SECONDS``, is older than ``SESSION_MAX_SECONDS``, at logout, when the user's
+password changes and when the user is removed, on every web worker at once.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,7 +20,7 @@ from dpl_web.registry import Registry
 bp = Blueprint("auth", __name__)
 
 IDLE_SECONDS = 2 * 3600  # the default; the setting is SESSION_IDLE_SECONDS
-SEEN_EVERY = 60  # seconds between two rewrites of the cookie's "last seen"
+MAX_SECONDS = 12 * 3600  # a session's whole life, however busy (SESSION_MAX_SECONDS)
 # What anyone may reach: the login page, the health check and the app's own files. The JSON
 # API and the webhooks authenticate each request themselves (a token, a signature).
 PUBLIC_ENDPOINTS = {"auth.login", "health.page", "health.api", "static"}
@@ -38,21 +38,23 @@ def _end(reason: str | None = None):
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?") if request.method == "GET" else None))
 
 
+def session_user(reg: Registry) -> str | None:
+    """The user of this request's session, while it stands."""
+    return reg.check_session(session.get("sid"), current_app.config.get("SESSION_IDLE_SECONDS", IDLE_SECONDS),
+                             current_app.config.get("SESSION_MAX_SECONDS", MAX_SECONDS))
+
+
 def gate():
     """Let a request through to a page only with a session that still stands."""
     if request.endpoint in PUBLIC_ENDPOINTS or request.blueprint in SELF_AUTHENTICATED or request.endpoint is None:
         return None
-    name, changed, seen = session.get("user"), session.get("password_changed_at"), session.get("seen", 0)
-    if not name:
+    if not session.get("sid"):
         return _end()
-    now = time.time()
-    if now - seen > current_app.config.get("SESSION_IDLE_SECONDS", IDLE_SECONDS):
-        return _end("your session ended after a while without use: log in again")
     with _registry() as reg:
-        if not reg.session_valid(name, changed):
-            return _end("your session ended (the password changed, or the user was removed): log in again")
-    if now - seen > SEEN_EVERY:
-        session["seen"] = int(now)
+        name = session_user(reg)
+    if name is None:
+        return _end("your session has ended (unused for a while, logged out, or the password changed): log in "
+                    "again")
     g.user = {"name": name}
     return None
 
@@ -72,20 +74,25 @@ def login():
         try:
             with _registry() as reg:
                 user = reg.login(name, request.form.get("password", ""), request.remote_addr or "-")
+                sid = reg.open_session(user["name"])
+                reg.add_audit(f"user:{user['name']}", "user.login", f"user/{user['name']}",
+                              {"address": request.remote_addr or "-"})
         except Throttled as exc:
             error, status = str(exc), exc.http_status
         except Unauthorized as exc:
             error, status = f"{exc}: {exc.hint}", exc.http_status
         else:
             session.clear()  # a fresh session: nothing carried over from before the login
-            session.update(user=user["name"], password_changed_at=user["password_changed_at"], seen=int(time.time()))
-            session.permanent = False
+            session["sid"] = sid
             return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", error=error, user=request.form.get("user", "")), status
 
 
 @bp.post("/logout")
 def logout():
+    with _registry() as reg:
+        reg.end_session(session.get("sid"))
+        reg.add_audit(f"user:{g.user['name']}", "user.logout", f"user/{g.user['name']}")
     session.clear()
     flash("logged out", "info")
     return redirect(url_for("auth.login"))
@@ -104,8 +111,9 @@ def account():
             if new != request.form.get("repeat", ""):
                 errors["repeat"] = "the two new passwords differ"
             else:
-                user = services.set_password(context, g.user["name"], new).record
-                session["password_changed_at"] = user["password_changed_at"]
+                services.set_password(context, g.user["name"], new)  # ends every session of the user
+                with _registry() as reg:
+                    session["sid"] = reg.open_session(g.user["name"])  # but this one goes on
                 flash("password changed; your other sessions have ended", "info")
                 return redirect(url_for("auth.account"))
         except (Unauthorized, Throttled) as exc:

@@ -70,6 +70,7 @@ def _record_value(record: dict[str, Any], name: str) -> Any:
 
 
 _LIST_SEPARATORS = re.compile(r"[\s,]+")
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII digits only: "²".isdigit() is true
 
 
 def read(kind: str, form: MultiDict, only: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -93,7 +94,7 @@ def read(kind: str, form: MultiDict, only: tuple[str, ...] | None = None) -> dic
             values[name] = None  # a limit removed, a setting cleared
         elif raw.strip() == "" and not spec.required:
             continue  # left empty: its default on a new record, unchanged on an edit
-        elif spec.kind == "integer" and raw.strip().isdigit():
+        elif spec.kind == "integer" and _WHOLE_NUMBER.fullmatch(raw.strip()):
             values[name] = int(raw.strip())
         else:
             values[name] = raw

@@ -3,18 +3,32 @@ live from the job's stored events (server-sent events, resumed at Last-Event-ID)
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, stream_with_context, url_for
+import re
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
 
 from dpl_web import services
 from dpl_web.collection import releases
 from dpl_web.errors import BadRequest
 from dpl_web.jobs import follow
 from dpl_web.registry import JOB_FINISHED, JOB_STATUSES
-from dpl_web.web import ctx
+from dpl_web.web import auth, ctx
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 PAGE = 50
+STREAM_SECONDS = 3600  # a stream ends after this; the browser reconnects where it was
 FILTERS = ("target", "kind", "status")
 DEPLOY_STEPS = releases.DEPLOY_STEPS  # in order, as the deploy's progress and failure name them
 
@@ -44,9 +58,17 @@ def events(job_id: int):
     context = ctx()
     services.get_job(context, job_id)  # 404 before the stream starts
     after = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
-    if not after.isdigit():
+    if not re.fullmatch(r"[0-9]{1,18}", after):
         raise BadRequest("Last-Event-ID must be a sequence number")
-    stream = stream_with_context(follow.server_sent_events(context.registry_path, job_id, int(after)))
+    sid = session.get("sid")
+    idle = current_app.config.get("SESSION_IDLE_SECONDS", auth.IDLE_SECONDS)
+    max_age = current_app.config.get("SESSION_MAX_SECONDS", auth.MAX_SECONDS)
+
+    def still_allowed(reg):  # the session may end while the log is open: then the stream ends
+        return reg.check_session(sid, idle, max_age) is not None
+
+    stream = stream_with_context(follow.server_sent_events(context.registry_path, job_id, int(after),
+                                                           still_allowed, STREAM_SECONDS))
     return Response(stream, mimetype="text/event-stream", headers={"Cache-Control": "no-cache",
                                                                    "X-Accel-Buffering": "no"})
 

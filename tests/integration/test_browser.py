@@ -197,6 +197,7 @@ def run_the_operators_day(dpl, repos, web, page, tmp_path):
     # The backup v2's deploy made of v1, listed with its time, commit and size, restored.
     page.goto(f"{base}/apps/{name}/web")
     page.click("text=Backups and restore")
+    page.click("button:has-text('List the backups')")
     row = page.locator("tr", has=page.locator("button:has-text('Restore')"), has_text=repos[0].commits["v1"][:12])
     assert re.search(r"\d+(\.\d)? (B|kB|MB)", row.inner_text()), row.inner_text()
     row.locator("button:has-text('Restore')").click()

@@ -6,7 +6,6 @@ are set but never shown, actions that queue jobs, job pages, filters and pages o
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -138,33 +137,74 @@ def test_wrong_logins_are_refused_then_slowed_down_for_every_web_worker(app, reg
     page.get("/login")
     assert page.post("/login", {"user": "nobody", "password": PASSWORD}).status_code == 401
     statuses = [page.post("/login", {"user": "admin", "password": "wrong-password-1"}).status_code
-                for _attempt in range(4)]
-    assert statuses == [401] * 4
-    # The sixth failure in a row: now each try must wait, even with the right password.
+                for _attempt in range(5)]
+    assert statuses == [401] * 5
+    # The sixth try for this user from this address must wait, even with the right password.
     throttled = page.post("/login", {"user": "admin", "password": PASSWORD})
     assert throttled.status_code == 429 and "wait" in throttled.get_data(as_text=True)
     # Another web worker (another app over the same registry) sees the same count.
     other = Browser(create_app({"REGISTRY": str(registry_path), "START_WORKER": False, "TESTING": True}))
     other.get("/login")
     assert other.post("/login", {"user": "admin", "password": PASSWORD}).status_code == 429
+    # Someone guessing from elsewhere does not lock the user out of their own address.
+    elsewhere = Browser(app)
+    elsewhere.get("/login", environ_base={"REMOTE_ADDR": "192.0.2.9"})
+    assert elsewhere.post("/login", {"user": "admin", "password": PASSWORD},
+                          environ_base={"REMOTE_ADDR": "192.0.2.9"}).status_code == 302
     with Registry.open(registry_path) as reg:
-        assert reg.login_wait(["user:admin", "addr:127.0.0.1"]) > 0
+        assert reg.login_wait(["pair:admin|127.0.0.1"]) > 0
         # Once the wait is over, the right password works and clears the count.
         reg.conn.execute("UPDATE login_failure SET at = at - 60")
         reg.conn.commit()
     assert other.post("/login", {"user": "admin", "password": PASSWORD}).status_code == 302
     with Registry.open(registry_path) as reg:
-        assert reg.conn.execute("SELECT count(*) FROM login_failure WHERE key = 'user:admin'").fetchone()[0] == 0
+        assert reg.login_wait(["pair:admin|127.0.0.1", "user:admin"]) == 0
 
 
-def test_an_idle_session_ends(app, browser):
-    app.config["SESSION_IDLE_SECONDS"] = 60
+def test_tries_in_parallel_cannot_slip_past_the_wait(app, registry_path):
+    """Each try is counted before its password is checked: of many at once, at most the
+    free ones are checked."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def attempt(_number):
+        with Registry.open(registry_path) as reg:
+            try:
+                reg.login("admin", "wrong-password-2", "198.51.100.4")
+            except Exception as exc:  # noqa: BLE001 - which refusal is what the test counts
+                return type(exc).__name__
+        return "logged in"
+
+    with ThreadPoolExecutor(12) as pool:
+        outcomes = list(pool.map(attempt, range(12)))
+    assert outcomes.count("Unauthorized") == 5 and outcomes.count("Throttled") == 7, outcomes
+
+
+def test_an_idle_session_ends_and_so_does_an_old_one(app, browser, registry_path):
     assert browser.get("/").status_code == 200
-    with browser.client.session_transaction() as session:
-        session["seen"] = int(time.time()) - 61
+    with Registry.open(registry_path) as reg:
+        reg.conn.execute("UPDATE web_session SET seen_at = seen_at - ?", (app.config["SESSION_IDLE_SECONDS"] + 1,))
+        reg.conn.commit()
     response = browser.get("/")
     assert response.status_code == 302 and response.headers["Location"].startswith("/login")
     assert browser.get("/").status_code == 302  # the session is gone, not only refused once
+    # However busy, a session ends at its maximum age.
+    assert browser.login().status_code == 302 and browser.get("/").status_code == 200
+    with Registry.open(registry_path) as reg:
+        reg.conn.execute("UPDATE web_session SET created_at = created_at - 13 * 3600")
+        reg.conn.commit()
+        assert browser.get("/").status_code == 302
+        assert reg.conn.execute("SELECT count(*) FROM web_session").fetchone()[0] == 0
+
+
+def test_logging_out_ends_the_session_everywhere(app, browser):
+    with browser.client.session_transaction() as session:
+        stolen = dict(session)
+    browser.get("/")
+    browser.post("/logout")
+    copy = Browser(app)
+    with copy.client.session_transaction() as session:
+        session.update(stolen)  # a copy of the cookie taken before the logout
+    assert copy.get("/").status_code == 302
 
 
 def test_a_new_password_ends_the_other_sessions(app, browser, registry_path):
@@ -216,6 +256,11 @@ def test_a_refused_value_shows_next_to_its_field_and_nothing_is_saved(browser, s
                                                     "keep_releases": "5", "keep_backups": "5"})
     assert response.status_code == 422 and field_error(response.get_data(as_text=True), "domains")
     assert stocked.get_app("shop", "web")["domains"] == []
+
+    # Digits that are not ASCII ones are refused, not a crash.
+    response = browser.post("/apps/shop/web/edit", {"repo": "https://git.example.com/shop/web.git",
+                                                    "keep_releases": "\u00b2"})
+    assert response.status_code == 422 and field_error(response.get_data(as_text=True), "keep_releases")
 
     browser.get("/apps/new")
     response = browser.post("/apps/new", {"project": "shop", "name": "Bad Name", "repo": "https://x.example/r.git"})
@@ -300,6 +345,11 @@ def test_deploy_with_a_ref_then_cancel_it(browser, stocked):
     assert "Cancel</button>" not in browser.get(f"/jobs/{job['id']}").get_data(as_text=True)
 
 
+def test_the_backups_are_asked_for_with_a_post(browser, stocked):
+    page = browser.get("/apps/shop/web/backups").get_data(as_text=True)
+    assert "List the backups and releases" in page and stocked.list_jobs() == []  # a GET makes no job
+
+
 def test_the_webhook_secret_is_shown_once_with_its_url(browser, stocked):
     browser.get("/apps/shop/web")
     page = browser.post("/apps/shop/web/webhook").get_data(as_text=True)
@@ -340,6 +390,7 @@ def test_the_job_page_streams_its_events_and_resumes_after_the_last_seen(browser
     ids = [int(found) for found in re.findall(r"^id: (\d+)$", stream, re.M)]
     assert ids == list(range(1, len(ids) + 1)) and "event: finished" in stream and stream.endswith(
         "event: end\ndata: {}\n\n")
+    assert browser.get(f"/jobs/{job_id}/events", headers={"Last-Event-ID": "²"}).status_code == 400
     resumed = browser.get(f"/jobs/{job_id}/events", headers={"Last-Event-ID": "3"}).get_data(as_text=True)
     assert [int(found) for found in re.findall(r"^id: (\d+)$", resumed, re.M)] == ids[3:]
     page = browser.get(f"/jobs/{job_id}").get_data(as_text=True)
@@ -351,7 +402,10 @@ def test_the_job_page_streams_its_events_and_resumes_after_the_last_seen(browser
 
 def test_tokens_are_shown_once_listed_without_themselves_and_revoked(browser, stocked):
     browser.get("/tokens")
-    page = browser.post("/tokens", {"name": "ci", "scope": "write", "expires": "30"}).get_data(as_text=True)
+    refused = browser.post("/tokens", {"name": "ci", "scope": "write", "expires": "30", "password": "wrong-one"})
+    assert refused.status_code == 401 and stocked.list_tokens() == []  # lasting access asks for the password
+    page = browser.post("/tokens", {"name": "ci", "scope": "write", "expires": "30", "password": PASSWORD}
+                        ).get_data(as_text=True)
     token = re.search(r"dpl_[A-Za-z0-9_-]{20,}", page).group(0)
     assert stocked.check_token(token)["name"] == "ci"
     assert token not in browser.get("/tokens").get_data(as_text=True)

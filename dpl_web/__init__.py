@@ -19,10 +19,11 @@ def create_app(test_config: dict | None = None):
     if test_config:
         app.config.update(test_config)
 
-    from dpl_web import api, health, hooks, web
+    from dpl_web import api, health, hooks, metrics, web
 
     app.register_blueprint(health.bp)
     app.register_blueprint(hooks.bp)
+    app.register_blueprint(metrics.bp)
     api.register(app)
     web.register(app)
     return app

@@ -24,7 +24,7 @@ MAX_SECONDS = 12 * 3600  # a session's whole life, however busy (SESSION_MAX_SEC
 # What anyone may reach: the login page, the health check and the app's own files. The JSON
 # API and the webhooks authenticate each request themselves (a token, a signature).
 PUBLIC_ENDPOINTS = {"auth.login", "health.page", "health.api", "static"}
-SELF_AUTHENTICATED = {"api", "hooks"}
+SELF_AUTHENTICATED = {"api", "hooks", "metrics"}
 
 
 def _registry() -> Registry:

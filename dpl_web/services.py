@@ -140,6 +140,12 @@ def overview(ctx: Context) -> dict[str, Any]:
                 "samples": reg.latest_samples(targets), "states": reg.states()}
 
 
+def latest_samples(ctx: Context, targets: list[str]) -> dict[str, dict[str, Any]]:
+    """What monitoring saw last of each of ``targets`` (dpl_web.monitor)."""
+    with ctx.open() as reg:
+        return reg.latest_samples(targets)
+
+
 def how_to_reach(app: dict[str, Any], container: dict[str, Any] | None) -> dict[str, Any]:
     """How to reach a production app: its public URLs, its address in the container's
     network, its folder, its journal and a shell in its folder; every path and unit from the

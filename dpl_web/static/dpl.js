@@ -81,3 +81,70 @@ function liveLog(log) {
 }
 
 document.querySelectorAll("pre.log[data-events]").forEach(liveLog);
+
+// Charts: <section class="charts" data-target="container/web1" data-series="URL"> holding
+// <figure data-field="cpu" data-unit="%">; range buttons <button data-range="day">. Plain
+// SVG drawn here: no library.
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attributes) {
+  const element = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, value);
+  return element;
+}
+
+function formatValue(value, unit) {
+  if (unit === "B" || unit === "B/s") {
+    const units = ["B", "kB", "MB", "GB", "TB"];
+    let index = 0;
+    while (Math.abs(value) >= 1000 && index < units.length - 1) { value /= 1000; index += 1; }
+    return `${value.toFixed(index ? 1 : 0)} ${units[index]}${unit === "B/s" ? "/s" : ""}`;
+  }
+  return `${value.toFixed(value < 10 ? 2 : 0)}${unit ? " " + unit : ""}`;
+}
+
+function drawChart(figure, points) {
+  const field = figure.dataset.field;
+  const unit = figure.dataset.unit || "";
+  const values = points.filter((p) => typeof p[field] === "number").map((p) => [p.at, p[field]]);
+  figure.querySelectorAll("svg, .empty").forEach((old) => old.remove());
+  const caption = figure.querySelector("figcaption");
+  if (values.length < 2) {
+    const empty = document.createElement("p");
+    empty.className = "empty muted";
+    empty.textContent = "no samples yet";
+    figure.appendChild(empty);
+    caption.dataset.value = "";
+    return;
+  }
+  const width = 320, height = 90;
+  const first = values[0][0], last = values[values.length - 1][0];
+  const top = Math.max(...values.map((v) => v[1]), 1e-9);
+  const x = (t) => ((t - first) / Math.max(last - first, 1)) * width;
+  const y = (v) => height - (v / top) * (height - 4) - 2;
+  const chart = svg("svg", {viewBox: `0 0 ${width} ${height}`, role: "img",
+                             "aria-label": `${caption.textContent}: ${values.length} points`});
+  chart.appendChild(svg("polyline", {points: values.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" "),
+                                     fill: "none", stroke: "#0969da", "stroke-width": "1.5"}));
+  figure.insertBefore(chart, caption);
+  caption.dataset.value = `now ${formatValue(values[values.length - 1][1], unit)} · max ${formatValue(top, unit)}`;
+  const now = caption.querySelector(".now");
+  if (now) now.textContent = caption.dataset.value;
+}
+
+function charts(section) {
+  function load(range) {
+    section.querySelectorAll("button[data-range]").forEach((b) => { b.disabled = b.dataset.range === range; });
+    fetch(`${section.dataset.series}?target=${encodeURIComponent(section.dataset.target)}&range=${range}`,
+          {credentials: "same-origin"})
+      .then((answer) => answer.json())
+      .then((data) => section.querySelectorAll("figure[data-field]").forEach((f) => drawChart(f, data.points)));
+  }
+  section.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-range]");
+    if (button) load(button.dataset.range);
+  });
+  load("day");
+}
+
+document.querySelectorAll("section.charts[data-series]").forEach(charts);

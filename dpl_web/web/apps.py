@@ -43,7 +43,11 @@ def show(project: str, app: str, webhook: dict | None = None, env_errors: dict |
     container = services.get_container(context, record["container"])
     jobs = services.list_jobs(context, app=_name(project, app), limit=10)
     releases = services.list_jobs(context, app=_name(project, app), kind="deploy", status="successful", limit=1)
-    return render_template("app.html", app=record, container=container, jobs=jobs,
+    seen = services.latest_samples(context, [f"app/{project}/{app}", f"container/{record['container']}"])
+    sample = seen.get(f"app/{project}/{app}")
+    if f"container/{record['container']}" in seen:  # what monitoring saw last, over what the last job recorded
+        container["status"] = seen[f"container/{record['container']}"]["status"]
+    return render_template("app.html", app=record, container=container, jobs=jobs, sample=sample,
                            release=releases[0] if releases else None,
                            reach=services.how_to_reach(record, container),
                            webhook_on=services.webhook_enabled(context, _name(project, app)),

@@ -40,6 +40,9 @@ def new():
 def show(name: str):
     context = ctx()
     container = services.get_container(context, name)
+    # What monitoring saw last, over what the last job recorded.
+    sample = services.latest_samples(context, [f"container/{name}"]).get(f"container/{name}")
+    container["status"] = sample["status"] if sample else container["status"]
     return render_template("container.html", container=container, actions=ACTIONS, destructive=DESTRUCTIVE,
                            projects=services.list_projects(context, container=name),
                            apps=services.list_apps(context, container=name),

@@ -6,6 +6,7 @@ are set but never shown, actions that queue jobs, job pages, filters and pages o
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -432,3 +433,24 @@ def test_the_dashboard_says_how_to_reach_each_app(browser, stocked):
     for expected in ("https://shop.example.com/", f"{address}:3000", "/root/apps/shop/web",
                      "lxc exec web1 --cwd /root/apps/shop/web -- sh -l", "0123456789ab", f"#{job_id} deploy"):
         assert expected in page, expected
+
+
+# -- monitoring's charts -----------------------------------------------------------------------
+
+
+def test_the_charts_series_is_thinned_with_counters_as_rates(browser, stocked):
+    now = time.time()
+    with stocked.transaction():
+        for number in range(1000):  # a sample every 3 s for the last 50 minutes
+            stocked.add_samples(now - 3000 + number * 3, {"container/web1": {
+                "status": "Running", "cpu": number % 10, "rx": number * 300, "memory": 1000}})
+    answer = browser.get("/monitoring/series?target=container/web1&range=hour").get_json()
+    points = answer["points"]
+    assert 200 <= len(points) <= 240  # thinned for a chart
+    assert all(abs(point["rx_rate"] - 100) < 1e-6 for point in points)  # 300 bytes every 3 s
+    assert all("rx" not in point for point in points) and points[0]["cpu"] == 2.0  # the average of 0..4
+    assert browser.get("/monitoring/series?target=container/web1&range=year").status_code == 400
+    assert browser.get("/monitoring/series?target=../etc&range=day").status_code == 422
+    page = browser.get("/containers/web1").get_data(as_text=True)
+    assert 'data-target="container/web1"' in page and 'data-field="cpu"' in page
+    assert "Running" in page  # what monitoring saw last, over the recorded "unknown"

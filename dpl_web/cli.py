@@ -483,6 +483,26 @@ def _size(value: int | None) -> str:
     return str(value)
 
 
+def cmd_app_logs(args: argparse.Namespace) -> int:
+    """The app's journal; with --follow, new entries as they come (Ctrl-C stops)."""
+    context = _ctx(args)
+    found = services.app_logs(context, args.app, args.lines, args.since)
+    while True:
+        for entry in found["entries"]:
+            if args.json:
+                print(json.dumps(entry), flush=True)
+            else:
+                print(f"{entry['at']} {terminal_safe(entry['text'])}", flush=True)
+        if not args.follow:
+            return EXIT_OK
+        try:
+            time.sleep(1)
+        except KeyboardInterrupt:
+            return EXIT_OK
+        found = services.app_logs(context, args.app, after=found["cursor"]) if found["cursor"] else \
+            services.app_logs(context, args.app, args.lines, args.since)
+
+
 def cmd_app_history(args: argparse.Namespace) -> int:
     found = services.app_history(_ctx(args), args.app)
     if args.action == "releases":
@@ -1007,6 +1027,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "once; run again to rotate it)")
     sub.add_argument("app", metavar="PROJECT/APP")
     sub.add_argument("--off", action="store_true", help="turn it off: every call is refused")
+    sub = command(apps, "logs", cmd_app_logs, "the app's service journal, secrets masked (--json: one entry "
+                                               "per line)")
+    sub.add_argument("app", metavar="PROJECT/APP")
+    sub.add_argument("-n", "--lines", type=int, default=100, help="the newest N entries (default 100)")
+    sub.add_argument("--since", help="from this time: '2026-12-01 10:00', 'yesterday', '-2h'")
+    sub.add_argument("-f", "--follow", action="store_true", help="then new entries as they come, until Ctrl-C")
     command(apps, "releases", cmd_app_history, "list an app's releases (time, commit, size)").add_argument(
         "app", metavar="PROJECT/APP")
     command(apps, "backups", cmd_app_history, "list an app's backups (time, commit, size)").add_argument(

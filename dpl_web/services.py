@@ -497,6 +497,15 @@ def app_history(ctx: Context, app: str, on_event: Any = None) -> dict[str, Any]:
     return job["result"]
 
 
+def app_logs(ctx: Context, app: str, lines: int = 100, since: str | None = None,
+             after: str | None = None) -> dict[str, Any]:
+    """The app's service journal (dpl_web.logs), secrets masked: the newest ``lines``
+    entries from ``since``, or those after the cursor ``after`` (following)."""
+    from dpl_web import logs
+
+    return logs.app_journal(ctx.registry_path, app, lines, since, after)
+
+
 def deploy_request(ctx: Context, request: Any) -> Outcome:
     """The seed's request: ``{"name", "project", "repo"}`` plus optional fields.
 

@@ -148,3 +148,31 @@ function charts(section) {
 }
 
 document.querySelectorAll("section.charts[data-series]").forEach(charts);
+
+// An app's journal: <pre class="log" data-poll="URL" data-cursor="C">, asked every second for
+// what came after the last entry; follows only while scrolled to the bottom, like the job log.
+function polledLog(log) {
+  const follow = document.getElementById("log-follow");
+  let atBottom = true;
+  log.scrollTop = log.scrollHeight;
+  log.addEventListener("scroll", () => {
+    atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 8;
+    if (follow) follow.textContent = atBottom ? "following" : "paused: scroll to the bottom to follow";
+  });
+  function poll() {
+    if (!log.dataset.cursor) { setTimeout(poll, 1000); return; }
+    fetch(`${log.dataset.poll}?after=${encodeURIComponent(log.dataset.cursor)}`, {credentials: "same-origin"})
+      .then((answer) => answer.json())
+      .then((data) => {
+        for (const entry of data.entries || []) {
+          log.appendChild(document.createTextNode(`${entry.at} ${entry.text}\n`));
+        }
+        if (data.cursor) log.dataset.cursor = data.cursor;
+        if (atBottom) log.scrollTop = log.scrollHeight;
+      })
+      .finally(() => setTimeout(poll, 1000));
+  }
+  setTimeout(poll, 1000);
+}
+
+document.querySelectorAll("pre.log[data-poll]").forEach(polledLog);

@@ -4,7 +4,7 @@ webhook's secret."""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from dpl_web import services
 from dpl_web.errors import DplError, ValidationError
@@ -85,6 +85,23 @@ def env(project: str, app: str):
     except DplError as exc:
         return show(project, app, env_errors={"": str(exc)})  # a secret's value is never in it
     return redirect(url_for("apps.show", project=project, app=app) + "#env")
+
+
+@bp.get("/<project>/<app>/logs")
+def logs(project: str, app: str):
+    """The app's service journal, following live (the page asks for what came after the last
+    entry every second)."""
+    since = request.args.get("since") or None
+    found = services.app_logs(ctx(), _name(project, app), request.args.get("lines", "200"), since)
+    return render_template("logs.html", app=services.get_app(ctx(), _name(project, app)), entries=found["entries"],
+                           cursor=found["cursor"] or "", since=since or "")
+
+
+@bp.get("/<project>/<app>/logs.json")
+def logs_after(project: str, app: str):
+    after = request.args.get("after") or None
+    found = services.app_logs(ctx(), _name(project, app), after=after) if after else {"entries": [], "cursor": None}
+    return jsonify(found)
 
 
 @bp.post("/<project>/<app>/deploy")

@@ -493,6 +493,17 @@ def password(value, field="password"):
     return value
 
 
+_SINCE = re.compile(r"[0-9A-Za-z][0-9A-Za-z :.+-]{0,39}|-[0-9]{1,6}[smhdw]")
+
+
+def journal_since(value, field="since"):
+    """A time journalctl understands: 2026-12-01 10:00, yesterday, today, -2h, -30m, ..."""
+    _string(field, value, 40)
+    if not _SINCE.fullmatch(value):
+        raise ValidationError(field, value, "use a time such as '2026-12-01 10:00', 'yesterday' or '-2h'")
+    return value
+
+
 def env(values, field="env"):
     """A mapping of :func:`env_name` to :func:`env_value`; returns a new dict."""
     if not isinstance(values, dict):

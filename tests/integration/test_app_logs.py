@@ -39,7 +39,8 @@ def test_the_journal_of_an_app_masked_and_followed(dpl, chatty_repo):
     dpl("deploy", "--from-json", "-", stdin=json.dumps(request))
     shown = dpl("app", "logs", f"{project}/web", "-n", "50").stdout
     assert "marker-for-the-journal" in shown and "starting with key ********" in shown and SECRET not in shown
-    entries = [json.loads(line) for line in dpl("--json", "app", "logs", f"{project}/web", "-n", "3").stdout.splitlines()]
+    listed = dpl("--json", "app", "logs", f"{project}/web", "-n", "3").stdout
+    entries = [json.loads(line) for line in listed.splitlines()]
     assert len(entries) == 3 and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", e["at"]) for e in entries)
     dpl("app", "logs", f"{project}/web", "--since", "$(reboot)", expect=4)
 

@@ -12,8 +12,8 @@ One collection round (:func:`collect`):
 
 :func:`record` stores a round's samples (registry.samples) and the state of each target, and
 returns the changes of state (an app down or back, a container stopped): the alerts.
-The worker runs a round every ``DPL_MONITOR_INTERVAL`` seconds (30); ``dpl status`` runs one
-on demand.
+The worker runs a round every ``DPL_MONITOR_INTERVAL`` seconds (30) and sends the alerts
+where ``DPL_ALERT_URLS`` says (dpl_web.alerts); ``dpl status`` runs one on demand.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from dpl_web.collection import lxd
 from dpl_web.registry import Registry
 
 HEALTH_TIMEOUT = 5.0  # seconds one health check may take
+# Rounds in a row an app must be seen up (or down) before its state changes and an alert goes:
+# one failed check among good ones is not an outage (flapping is damped).
+APP_CONFIRM_ROUNDS = 2
 INTERVAL = 30  # seconds between two rounds of the worker's monitoring (the default)
 CHECKS_AT_ONCE = 32
 
@@ -208,7 +211,8 @@ def record(registry_path: Path | str, found: Round) -> list[dict[str, str]]:
                                    "message": f"container {name} is now {state} (was {was['state']})"})
         for name, figures in found.apps.items():
             state = "up" if figures["up"] else "down"
-            was = reg.set_state(f"app/{name}", state, figures["error"] or str(figures["http"]))
+            was = reg.set_state(f"app/{name}", state, figures["error"] or str(figures["http"]),
+                                confirm=APP_CONFIRM_ROUNDS)
             if was is not None:
                 alerts.append({"target": f"app/{name}", "state": state, "was": was["state"],
                                "message": f"app {name} is {state}" + (
@@ -226,4 +230,6 @@ def record(registry_path: Path | str, found: Round) -> list[dict[str, str]]:
                 reg.set_state(key, "cleared")
                 alerts.append({"target": key.split("/", 2)[2], "state": "cleared", "was": key.split("/")[1],
                                "message": f"cleared: {state['detail']}"})
+        for alert in alerts:  # each one kept (the dashboard shows them) and numbered for its sending
+            alert["id"] = reg.add_alert(alert["target"], alert["state"], alert["message"])
     return alerts

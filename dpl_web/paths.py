@@ -26,6 +26,15 @@ def state_dir() -> Path:
     return _xdg("XDG_STATE_HOME", ".local/state") / "dpl"
 
 
+def config_dir() -> Path:
+    return _xdg("XDG_CONFIG_HOME", ".config") / "dpl"
+
+
+def alert_urls_path() -> Path:
+    """Where alerts go (apprise URLs, one a line; mode 0600: they may hold tokens)."""
+    return config_dir() / "alert-urls"
+
+
 def cache_dir() -> Path:
     return _xdg("XDG_CACHE_HOME", ".cache") / "dpl"
 

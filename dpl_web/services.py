@@ -137,7 +137,7 @@ def overview(ctx: Context) -> dict[str, Any]:
         targets = [f"container/{c['name']}" for c in containers] + [f"app/{a['project']}/{a['name']}" for a in apps]
         return {"hosts": reg.list_hosts(), "containers": containers, "projects": reg.list_projects(), "apps": apps,
                 "last_jobs": reg.latest_jobs(), "releases": reg.latest_jobs(kinds=RELEASE_KINDS, status="successful"),
-                "samples": reg.latest_samples(targets), "states": reg.states()}
+                "samples": reg.latest_samples(targets), "states": reg.states(), "alerts": reg.list_alerts(10)}
 
 
 def latest_samples(ctx: Context, targets: list[str]) -> dict[str, dict[str, Any]]:

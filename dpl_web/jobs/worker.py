@@ -34,7 +34,7 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
-from dpl_web import monitor, paths
+from dpl_web import alerts, monitor, paths
 from dpl_web.errors import DplError, RegistryUnusable
 from dpl_web.jobs import process
 from dpl_web.jobs.kinds import KINDS
@@ -199,8 +199,10 @@ class Worker:
         next_compaction = 0.0
         while not self.stopping.is_set():
             try:
-                for alert in monitor.record(self.registry_path, monitor.collect(self.registry_path)):
+                changes = monitor.record(self.registry_path, monitor.collect(self.registry_path))
+                for alert in changes:
                     self.say(f"monitor: {alert['message']}")
+                alerts.send_in_background(self.registry_path, changes, self.say)
                 if time.monotonic() >= next_compaction:
                     with Registry.open(self.registry_path, create=False) as reg:
                         reg.compact_samples()

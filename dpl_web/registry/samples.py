@@ -95,18 +95,41 @@ class SamplesTable(RegistryBase):
 
     # -- states (what an alert is about) -------------------------------------------------------
 
-    def set_state(self, target: str, state: str, detail: str = "") -> dict[str, Any] | None:
-        """Record the state ``target`` is in; the previous one (``{"state", "since",
-        "detail"}``) when it changed, None when it is the same (or the first seen)."""
+    def set_state(self, target: str, state: str, detail: str = "", confirm: int = 1) -> dict[str, Any] | None:
+        """Record the state ``target`` is seen in; it counts once seen ``confirm`` rounds in a
+        row (a flapping target does not alert at every sample). Returns the previous state
+        (``{"state", "since", "detail"}``) when it changed, None otherwise (and the first time
+        a target is seen)."""
         with self.transaction() as conn:
             row = conn.execute("SELECT * FROM monitor_state WHERE target = ?", (target,)).fetchone()
             if row is not None and row["state"] == state:
-                if row["detail"] != detail:
-                    conn.execute("UPDATE monitor_state SET detail = ? WHERE target = ?", (detail, target))
+                if row["detail"] != detail or row["pending"] is not None:
+                    conn.execute("UPDATE monitor_state SET detail = ?, pending = NULL, pending_count = 0 "
+                                 "WHERE target = ?", (detail, target))
                 return None
-            conn.execute("INSERT OR REPLACE INTO monitor_state (target, state, since, detail) VALUES (?, ?, ?, ?)",
-                         (target, state, _now(), detail))
+            if row is not None:
+                seen = row["pending_count"] + 1 if row["pending"] == state else 1
+                if seen < confirm:
+                    conn.execute("UPDATE monitor_state SET pending = ?, pending_count = ? WHERE target = ?",
+                                 (state, seen, target))
+                    return None
+            conn.execute("INSERT OR REPLACE INTO monitor_state (target, state, since, detail, pending, pending_count) "
+                         "VALUES (?, ?, ?, ?, NULL, 0)", (target, state, _now(), detail))
         return None if row is None else {"state": row["state"], "since": row["since"], "detail": row["detail"]}
+
+    # -- alerts --------------------------------------------------------------------------------
+
+    def add_alert(self, target: str, state: str, message: str) -> int:
+        with self.transaction() as conn:
+            return conn.execute("INSERT INTO alert (at, target, state, message) VALUES (?, ?, ?, ?)",
+                                (_now(), target, state, message)).lastrowid
+
+    def alert_notified(self, alert_id: int, how: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE alert SET notified = ? WHERE id = ?", (how, alert_id))
+
+    def list_alerts(self, limit: int = 20) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.conn.execute("SELECT * FROM alert ORDER BY id DESC LIMIT ?", (limit,))]
 
     def states(self) -> dict[str, dict[str, Any]]:
         return {row["target"]: {"state": row["state"], "since": row["since"], "detail": row["detail"]}

@@ -246,6 +246,20 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX web_session_user ON web_session (user);
     """,
+    # v13: alerts. A state must hold for some rounds before it counts (pending, pending_count:
+    # flapping is damped), and each change is an alert, kept, shown, and sent where asked.
+    """
+    ALTER TABLE monitor_state ADD COLUMN pending TEXT;
+    ALTER TABLE monitor_state ADD COLUMN pending_count INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE alert (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        target TEXT NOT NULL,
+        state TEXT NOT NULL,
+        message TEXT NOT NULL,
+        notified TEXT
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -33,4 +33,4 @@ def index():
     down = [app for app in seen["apps"] if app["sample"] and not app["sample"].get("up")]
     return render_template("dashboard.html", hosts=seen["hosts"], containers=seen["containers"],
                            projects=seen["projects"], apps=seen["apps"], apps_by_project=apps_by_project,
-                           drift=drift, down=down)
+                           drift=drift, down=down, alerts=seen["alerts"])

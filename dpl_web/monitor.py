@@ -199,7 +199,8 @@ def record(registry_path: Path | str, found: Round) -> list[dict[str, str]]:
     """Store the round's samples and each target's state; the changes of state (alerts):
     ``{"target", "state", "was", "message"}``."""
     alerts = []
-    with Registry.open(registry_path, create=False) as reg:
+    # One transaction for the whole round: one write to disk, not one per target.
+    with Registry.open(registry_path, create=False) as reg, reg.transaction():
         known = reg.states()
         reg.add_samples(found.at, found.samples())
         for name, figures in found.containers.items():

@@ -238,6 +238,20 @@ def following(job: int, env: dict) -> tuple[subprocess.Popen, str]:
     return follower, follower.stderr.readline()
 
 
+def stopped(follower: subprocess.Popen, timeout: float) -> str:
+    """The follower's stderr once it has exited; where it was stuck if it did not."""
+    try:
+        return follower.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        where = Path(f"/proc/{follower.pid}/wchan").read_text() if Path(f"/proc/{follower.pid}").exists() else "?"
+        state = Path(f"/proc/{follower.pid}/status").read_text() if Path(f"/proc/{follower.pid}").exists() else ""
+        follower.kill()
+        rest = follower.communicate()[1]
+        raise AssertionError(f"dpl job follow still ran {timeout} s after Ctrl-C (kernel wait: {where}; "
+                             f"{' '.join(line for line in state.splitlines() if line.startswith(('State', 'Sig')))}"
+                             f"); its stderr: {rest}") from None
+
+
 def test_ctrl_c_stops_following_and_a_second_one_cancels(registry_path, stocked, worker_process):
     job = sleeper(stocked)
     worker_process()
@@ -246,8 +260,7 @@ def test_ctrl_c_stops_following_and_a_second_one_cancels(registry_path, stocked,
     # Once: following stops, the job goes on.
     follower, first = following(job, env)
     follower.send_signal(signal.SIGINT)
-    _out, err = follower.communicate(timeout=30)
-    err = first + err
+    err = first + stopped(follower, 90)
     assert follower.returncode == 130
     assert f"`dpl job cancel {job}` cancels it" in err
     assert job_status(registry_path, job) == "running" and sleeping(registry_path, job)
@@ -256,7 +269,7 @@ def test_ctrl_c_stops_following_and_a_second_one_cancels(registry_path, stocked,
     follower.send_signal(signal.SIGINT)
     time.sleep(0.5)
     follower.send_signal(signal.SIGINT)
-    _out, err = follower.communicate(timeout=60)
+    err = stopped(follower, 90)
     assert follower.returncode == 130 and f"canceling job {job}" in err
     assert job_status(registry_path, job) == "canceled"
     assert sleeping(registry_path, job) == []

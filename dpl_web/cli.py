@@ -1027,8 +1027,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "once; run again to rotate it)")
     sub.add_argument("app", metavar="PROJECT/APP")
     sub.add_argument("--off", action="store_true", help="turn it off: every call is refused")
-    sub = command(apps, "logs", cmd_app_logs, "the app's service journal, secrets masked (--json: one entry "
-                                               "per line)")
+    sub = command(apps, "logs", cmd_app_logs,
+                  "the app's service journal, secrets masked (--json: one entry per line)")
     sub.add_argument("app", metavar="PROJECT/APP")
     sub.add_argument("-n", "--lines", type=int, default=100, help="the newest N entries (default 100)")
     sub.add_argument("--since", help="from this time: '2026-12-01 10:00', 'yesterday', '-2h'")

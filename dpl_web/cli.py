@@ -35,7 +35,9 @@ import getpass
 import json
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -1134,6 +1136,11 @@ def _fail(args: argparse.Namespace, exc: DplError) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C stops following a job (and twice cancels it), even when this process was started
+    # with SIGINT ignored, as a shell starts background jobs (CI runs its tests that way):
+    # Python then leaves it ignored, and following would never stop.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

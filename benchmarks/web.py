@@ -5,8 +5,10 @@
 Server time (Flask's test client: the app's own time, no network), against a registry of
 50 containers, 150 apps and 10,000 jobs, logged in:
 
-- the dashboard (target <= 300 ms; it reads the registry only: no LXD call at all);
+- the dashboard (target <= 300 ms; it reads the registry only: no LXD call at all), with a
+  week of monitoring's samples for every container and app (a day raw, six days of rollups);
 - the job list, first page and a page deep in the history (target <= 100 ms each);
+- an app's chart over a week (a day raw, six days of rollups, thinned);
 - the login page, the smallest page, as the floor (each time is also printed / floor).
 
 In a real browser (Debian's Chromium, Playwright) against gunicorn, as scripts/setup serves
@@ -56,6 +58,33 @@ def stock(path: Path) -> None:
                 [(f"app/p{n % 50:02d}/a{n % 3}", f"c{n % 50:02d}", f"p{n % 50:02d}", f"{n:040x}")
                  for n in range(10000)])
         reg.add_user("admin", PASSWORD)
+        add_a_week_of_samples(reg)
+
+
+def add_a_week_of_samples(reg: Registry) -> None:
+    """What monitoring leaves after a week: for 50 containers and 150 apps, a day of raw
+    samples every 30 s and six days of 5-minute rollups."""
+    import json
+    import time
+
+    from dpl_web.registry.samples import BUCKET
+
+    now = time.time()
+    targets = [f"container/c{n:02d}" for n in range(50)] + [f"app/p{n:02d}/a{a}" for n in range(50) for a in range(3)]
+    figures = {"container": {"status": "Running", "cpu": 3.5, "memory": 150e6, "disk": 60e6, "rx": 1e6, "tx": 3e5,
+                             "processes": 24},
+               "app": {"up": True, "http": 200, "latency_ms": 4.0, "error": None, "edge_http": 200,
+                       "edge_latency_ms": 40.0}}
+    with reg.transaction() as conn:
+        conn.executemany("INSERT INTO sample (at, target, data) VALUES (?, ?, ?)",
+                         [(now - 86400 + step * 30, target, json.dumps(figures[target.split("/")[0]]))
+                          for step in range(2880) for target in targets])
+        rollup = {key: {field: [value, value, 60] for field, value in data.items()
+                        if isinstance(value, int | float)} for key, data in figures.items()}
+        first = int(now - 7 * 86400) // BUCKET * BUCKET
+        conn.executemany("INSERT INTO sample_rollup (target, bucket, data) VALUES (?, ?, ?)",
+                         [(target, bucket, json.dumps(rollup[target.split("/")[0]])) for target in targets
+                          for bucket in range(first, int(now - 86400), BUCKET)])
 
 
 def server_times(path: Path, rounds: int) -> None:
@@ -70,6 +99,7 @@ def server_times(path: Path, rounds: int) -> None:
         "jobs": "/jobs/",
         "jobs deep": "/jobs/?before=500",
         "jobs filter": "/jobs/?status=successful&target=app/p07/a1",
+        "chart week": "/monitoring/series?target=app/p07/a1&range=week",
     }
     times: dict[str, list[float]] = {name: [] for name in calls}
     lxd_calls = []
@@ -84,6 +114,7 @@ def server_times(path: Path, rounds: int) -> None:
                     times[name].append(elapsed)
     dashboard = client.get("/").get_data(as_text=True)
     assert dashboard.count('<tr id="app-') == 150, "the dashboard does not show the 150 apps"
+    assert dashboard.count("health: ") == 150, "the dashboard does not show the apps' health"
     med = {name: statistics.median(values) * 1000 for name, values in times.items()}
     print(f"\nmedian server time of {rounds} requests (ms), and / floor:")
     targets = {"dashboard": 300, "jobs": 100, "jobs deep": 100, "jobs filter": 100}
@@ -164,7 +195,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dpl-bench-web-") as tmp:
         path = Path(tmp) / "registry.sqlite3"
-        print("set-up: 50 containers, 150 apps, 10,000 jobs ...", flush=True)
+        print("set-up: 50 containers, 150 apps, 10,000 jobs, a week of samples ...", flush=True)
         stock(path)
         server_times(path, args.rounds)
         if not args.no_browser:

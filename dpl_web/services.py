@@ -23,7 +23,7 @@ from dpl_web import paths, webhooks
 from dpl_web.collection import lxd, releases, validation
 from dpl_web.errors import Conflict, Forbidden, JobFailed, NotFound
 from dpl_web.jobs import follow, worker
-from dpl_web.jobs.kinds import COALESCING, CONTAINER_OPERATIONS
+from dpl_web.jobs.kinds import COALESCING, CONTAINER_OPERATIONS, RELEASE_KINDS
 from dpl_web.registry import Registry, app_request, split_app
 
 DEFAULT_TIMEOUT = 3600  # seconds a job may run before it is stopped
@@ -122,10 +122,6 @@ def wait(ctx: Context, job: dict[str, Any], on_event: Any = None) -> dict[str, A
 
 
 # -- the whole picture ------------------------------------------------------------------
-
-# The jobs that put a release live: the newest successful one says what an app serves.
-RELEASE_KINDS = ("deploy", "rollback", "restore")
-
 
 def overview(ctx: Context) -> dict[str, Any]:
     """Everything a dashboard shows, from the registry alone, in one snapshot: hosts,

@@ -124,3 +124,6 @@ KINDS: dict[str, Callable[[JobRun], str]] = {
 
 # Kinds whose queued jobs a newer one of the same target replaces (the newest request wins).
 COALESCING = ("deploy",)
+# The jobs that put a release live: the newest successful one says what an app serves, and a
+# failed one is an alert.
+RELEASE_KINDS = ("deploy", "rollback", "restore")

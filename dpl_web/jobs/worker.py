@@ -37,7 +37,7 @@ from typing import IO, Any
 from dpl_web import alerts, monitor, paths
 from dpl_web.errors import DplError, RegistryUnusable
 from dpl_web.jobs import process
-from dpl_web.jobs.kinds import KINDS
+from dpl_web.jobs.kinds import KINDS, RELEASE_KINDS
 from dpl_web.jobs.run import Canceled, JobRun
 from dpl_web.registry import Registry
 
@@ -255,11 +255,25 @@ class Worker:
             self.say(f"job {job['id']}: {traceback.format_exc()}")
         try:
             run.finish(status, error)
+            if job["kind"] in RELEASE_KINDS and status in ("failed", "timeout"):
+                self._alert_failed(job)
         except Exception:  # noqa: BLE001 - the next worker's recovery will fail it
             self.say(f"job {job['id']} could not be finished: {traceback.format_exc()}")
         finally:
             run.close()
             self.woken.set()  # a slot is free: the next job may start now
+
+    def _alert_failed(self, job: dict[str, Any]) -> None:
+        """A deploy, rollback or restore that failed is an alert (the previous release still
+        serves, but someone should look)."""
+        with Registry.open(self.registry_path, create=False) as reg:
+            ended = reg.get_job(job["id"])
+            alert = {"target": job["target"], "state": f"{job['kind']}-failed", "was": "",
+                     "message": f"{job['kind']} of {job['target'].removeprefix('app/')} {ended['status']} "
+                                f"(job {job['id']}): {ended['summary'] or ended['status']}"}
+            alert["id"] = reg.add_alert(alert["target"], alert["state"], alert["message"])
+        self.say(f"alert: {alert['message']}")
+        alerts.send_in_background(self.registry_path, [alert], self.say)
 
     def _stop_running(self) -> None:
         """Stopping: cancel the running jobs (their deploys leave the previous release

@@ -17,8 +17,9 @@ DPL = str(Path(sys.executable).parent / "dpl")
 
 class Dpl:
     def __init__(self, tmp_path: Path):
+        # The settings too: a job's alerts never go where the user's alert-urls file says.
         self.env = dict(os.environ, DPL_REGISTRY=str(tmp_path / "registry.sqlite3"),
-                        XDG_STATE_HOME=str(tmp_path / "state"))
+                        XDG_STATE_HOME=str(tmp_path / "state"), XDG_CONFIG_HOME=str(tmp_path / "config"))
         self.state = tmp_path / "state"
 
     def __call__(self, *args: str, stdin: str | None = None, expect: int = 0) -> subprocess.CompletedProcess:

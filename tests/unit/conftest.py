@@ -5,6 +5,10 @@ the test bed of tests/conftest.py serves the integration tests.
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
 import pytest
 
 from dpl_web import services
@@ -16,11 +20,13 @@ REPO = "https://git.example.com/shop/web.git"
 @pytest.fixture(autouse=True)
 def registry_path(tmp_path, monkeypatch):
     """Where this test's registry lives (not made yet). Everything DPL keeps goes under the
-    test's own directory: the registry ($DPL_REGISTRY) and the state (job directories,
-    worker logs), so the user's are never touched."""
+    test's own directory: the registry ($DPL_REGISTRY), the state (job directories,
+    worker logs) and the settings, so the user's are never touched."""
     path = tmp_path / "registry.sqlite3"
     monkeypatch.setenv("DPL_REGISTRY", str(path))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    # Nor its settings: no alert goes where the user's alert-urls file says.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     return path
 
 
@@ -46,3 +52,30 @@ def stocked(reg):
     reg.add_app("shop", "web", REPO, container="web1")
     reg.add_app("blog", "site", REPO, container="web2")
     return reg
+
+
+@pytest.fixture
+def receiver():
+    """A JSON webhook on loopback that fails its first ``fail`` calls with a 500."""
+    got, state = [], {"fail": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the name http.server calls
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            got.append(body)
+            if state["fail"] > 0:
+                state["fail"] -= 1
+                self.send_response(500)
+            else:
+                self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"json://127.0.0.1:{server.server_port}/dpl", got, state
+    server.shutdown()
+    server.server_close()

@@ -4,41 +4,10 @@ flapping is damped (a state counts once seen in rounds in a row)."""
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
 import pytest
 
 from dpl_web import alerts
 from dpl_web.registry import Registry
-
-
-@pytest.fixture
-def receiver():
-    """A JSON webhook on loopback that fails its first ``fail`` calls with a 500."""
-    got, state = [], {"fail": 0}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - the name http.server calls
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            got.append(body)
-            if state["fail"] > 0:
-                state["fail"] -= 1
-                self.send_response(500)
-            else:
-                self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"json://127.0.0.1:{server.server_port}/dpl", got, state
-    server.shutdown()
-    server.server_close()
 
 
 def test_an_alert_is_sent_retried_with_backoff_and_its_outcome_kept(registry_path, reg, receiver):

@@ -392,3 +392,18 @@ def test_stopping_a_job_reaches_processes_in_other_sessions(tmp_path):
             proc.kill()
             proc.wait()
         stubborn.stdout.close()
+
+
+def test_a_failed_deploy_is_an_alert_sent_where_alerts_go(registry_path, stocked, worker_process, receiver, tmp_path):
+    url, got, _state = receiver
+    (tmp_path / "config" / "dpl").mkdir(parents=True)
+    (tmp_path / "config" / "dpl" / "alert-urls").write_text(url + "\n")
+    # web1 is in the registry, not in LXD: the deploy fails for real, quickly.
+    job, _replaced = stocked.queue_job("deploy", "app/shop/web", "tester", params={"app": "shop/web"})
+    worker_process()
+    assert follow.follow(registry_path, job, keep_worker=False)["status"] == "failed"
+    wait_for(lambda: got, what="the alert at the receiver")
+    alert = stocked.list_alerts()[0]
+    assert (alert["target"], alert["state"]) == ("app/shop/web", "deploy-failed") and f"job {job}" in alert["message"]
+    assert got[0]["title"] == f"DPL: {alert['message']}"
+    wait_for(lambda: stocked.list_alerts()[0]["notified"] == "sent", what="the alert's outcome")

@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +35,7 @@ sys.path.insert(0, str(REPO))
 from dpl_web import create_app  # noqa: E402
 from dpl_web.collection import lxd  # noqa: E402
 from dpl_web.registry import Registry  # noqa: E402
+from tests.support.web import start_gunicorn  # noqa: E402
 
 URL = "https://git.example.com/shop/web.git"
 PASSWORD = "benchmark-password"
@@ -124,35 +123,17 @@ def server_times(path: Path, rounds: int) -> None:
     print(f"  LXD calls made by all those pages: {len(lxd_calls)}")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def browser_times(path: Path, tmp: Path, rounds: int) -> None:
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
     # No worker runs: the deploys stay queued, and this process writes the events itself.
     env = dict(os.environ, DPL_REGISTRY=str(path), XDG_STATE_HOME=str(tmp / "state"))
     lock = open(str(path) + ".worker-lock", "w+b")  # noqa: SIM115 - held for the whole run
     import fcntl
 
     fcntl.flock(lock, fcntl.LOCK_EX)
-    server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}",
-                               "--workers", "2", "--threads", "32", "dpl_web.wsgi:app"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_gunicorn(env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.2)
         clicks, lags = [], []
         with sync_playwright() as playwright, Registry.open(path) as reg:
             chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
@@ -182,7 +163,6 @@ def browser_times(path: Path, tmp: Path, rounds: int) -> None:
         print(f"  event stored -> shown in the live log      {statistics.median(lags):6.3f} s   "
               f"(max {max(lags):.3f}; target <= 1 s)")
     finally:
-        # Its streams of jobs that never end would hold a graceful stop for 30 s.
         server.kill()
         server.wait(timeout=30)
         lock.close()

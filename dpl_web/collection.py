@@ -36,4 +36,11 @@ ensure_importable()
 
 from ansible_collections.dpl.platform.plugins.module_utils import lxd, releases, validation  # noqa: E402
 
-__all__ = ["lxd", "releases", "validation", "ensure_link"]
+
+def host_client(host: dict, timeout: float = 10) -> lxd.LXDClient:
+    """The LXD client of a host record (its endpoint, and its certificates for https)."""
+    return lxd.LXDClient(endpoint=host["endpoint"], client_cert=host.get("client_cert"),
+                         client_key=host.get("client_key"), server_cert=host.get("server_cert"), timeout=timeout)
+
+
+__all__ = ["lxd", "releases", "validation", "ensure_link", "host_client"]

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dpl_web.collection import lxd, releases, validation
+from dpl_web.collection import host_client, lxd, releases, validation
 from dpl_web.errors import DplError
 from dpl_web.registry import Registry, split_app
 
@@ -41,9 +41,7 @@ def app_journal(registry_path: Path | str, app: str, lines: int = 100, since: st
     if since:
         command.append(f"--since={validation.journal_since(since)}")
     try:
-        with lxd.LXDClient(endpoint=host["endpoint"], client_cert=host.get("client_cert"),
-                           client_key=host.get("client_key"), server_cert=host.get("server_cert"),
-                           timeout=READ_TIMEOUT) as client:
+        with host_client(host, READ_TIMEOUT) as client:
             code, out, err = client.execute(container["name"], command, timeout=READ_TIMEOUT)
     except lxd.LXDError as exc:
         raise DplError(f"cannot read the journal of {app} in {container['name']}: {exc}",

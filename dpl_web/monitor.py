@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dpl_web.collection import lxd
+from dpl_web.collection import host_client, lxd
 from dpl_web.registry import Registry
 
 HEALTH_TIMEOUT = 5.0  # seconds one health check may take
@@ -147,9 +147,7 @@ def collect(registry_path: Path | str, timeout: float = HEALTH_TIMEOUT) -> Round
     recorded = {container["name"]: container for container in containers}
     for host in hosts:
         try:
-            with lxd.LXDClient(endpoint=host["endpoint"], client_cert=host.get("client_cert"),
-                               client_key=host.get("client_key"), server_cert=host.get("server_cert"),
-                               timeout=10) as client:
+            with host_client(host, 10) as client:
                 instances = client.get("/1.0/instances", {"recursion": 2})
                 found.lxd_calls += 1
         except lxd.LXDError as exc:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dpl_web import paths, webhooks
-from dpl_web.collection import lxd, releases, validation
+from dpl_web.collection import host_client, lxd, releases, validation
 from dpl_web.errors import Conflict, Forbidden, JobFailed, NotFound
 from dpl_web.jobs import follow, worker
 from dpl_web.jobs.kinds import COALESCING, CONTAINER_OPERATIONS, RELEASE_KINDS
@@ -248,9 +248,7 @@ def addresses_in_use(host: dict[str, Any]) -> set[str]:
     """
     used: set[str] = set()
     try:
-        with lxd.LXDClient(endpoint=host["endpoint"], client_cert=host.get("client_cert"),
-                           client_key=host.get("client_key"), server_cert=host.get("server_cert"),
-                           timeout=10) as client:
+        with host_client(host, 10) as client:
             for instance in client.get("/1.0/instances", {"recursion": 1}):
                 for device in (instance.get("expanded_devices") or instance.get("devices") or {}).values():
                     if device.get("type") == "nic" and device.get("ipv4.address"):

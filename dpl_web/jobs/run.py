@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dpl_web import paths
-from dpl_web.collection import lxd, releases
+from dpl_web.collection import host_client, lxd, releases
 from dpl_web.errors import DplError, NotFound
 from dpl_web.jobs import process
 from dpl_web.registry import Registry, ValidationError, parse_target, split_app
@@ -151,9 +151,7 @@ class JobRun:
         with Registry.open(self.registry_path, create=False) as reg:
             container = reg.get_container(reg.get_app(project, name)["container"])
             host = reg.get_host(container["host"])
-            with lxd.LXDClient(endpoint=host["endpoint"], client_cert=host.get("client_cert"),
-                               client_key=host.get("client_key"), server_cert=host.get("server_cert"),
-                               timeout=10) as client:
+            with host_client(host, 10) as client:
                 while True:
                     last_round = stop.is_set()
                     try:

@@ -13,60 +13,34 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
 import pylxd
 import pytest
-import yaml
 
-from dpl_web.paths import REPO_ROOT
 from dpl_web.registry import Registry
 from tests.conftest import TEST_PREFIX
 from tests.support.cli import served
+from tests.support.web import start_gunicorn
 
 pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "browser-test-password"
 CANARY = "canary-" + uuid.uuid4().hex  # a secret value that must never come out again
-DEFAULTS = yaml.safe_load((REPO_ROOT / "roles" / "control_plane" / "defaults" / "main.yml").read_text())
 JOB_TIMEOUT = 300_000  # ms: a deploy builds with npm in the container
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
 def web(dpl, tmp_path):
-    """gunicorn serving this test's registry, with the role's workers and threads; its log
-    in the test's directory (the canary sweep reads it)."""
+    """gunicorn serving this test's registry, as scripts/setup serves it; its log in the
+    test's directory (the canary sweep reads it)."""
     with Registry.open(dpl.env["DPL_REGISTRY"]) as reg:
         reg.add_user("admin", PASSWORD)
-    port = free_port()
     log = tmp_path / "web.log"
     with open(log, "w") as output:
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}",
-             "--workers", str(DEFAULTS["control_plane_workers"]), "--threads", str(DEFAULTS["control_plane_threads"]),
-             "--access-logfile", "-", "dpl_web.wsgi:app"],
-            env=dpl.env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and server.poll() is None, log.read_text()
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}", log
+        server, base = start_gunicorn(dpl.env, output, access_log=True)
+    yield base, log
     server.terminate()
     server.wait(timeout=30)
 

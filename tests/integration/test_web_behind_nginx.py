@@ -6,11 +6,9 @@ event within a second of being stored. Taken away again (state absent), nothing 
 from __future__ import annotations
 
 import http.client
-import os
 import re
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import time
@@ -22,6 +20,7 @@ import pytest
 from dpl_web.registry import Registry
 from tests.conftest import TEST_PREFIX
 from tests.support.playbooks import run_playbook
+from tests.support.web import start_gunicorn
 
 pytestmark = pytest.mark.lxd
 
@@ -81,16 +80,12 @@ def test_the_web_app_behind_nginx_over_tls(dpl, tmp_path):
         reg.add_container("web1")
         reg.add_app("shop", "web", "https://git.example.com/shop.git", container="web1")
         job = reg.create_job("deploy", "app/shop/web", "tester")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}",
-                               "--threads", "8", "dpl_web.wsgi:app"], env=dict(os.environ, **dpl.env),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server, base = start_gunicorn(dpl.env)
+    bind = base.removeprefix("http://")
     domain = f"{TEST_PREFIX}{uuid.uuid4().hex[:6]}.dpl.test"
     vhost = Path("/etc/nginx/sites-available") / f"{domain}.conf"
     try:
-        published = run_playbook(tmp_path, edge_play(domain, f"127.0.0.1:{port}"), LOCAL)
+        published = run_playbook(tmp_path, edge_play(domain, bind), LOCAL)
         assert published.rc == 0, published.stdout[-3000:]
         assert vhost.exists()
         client = Client(domain)
@@ -130,7 +125,7 @@ def test_the_web_app_behind_nginx_over_tls(dpl, tmp_path):
         connection.close()
         assert len(lags) == 3 and max(lags) < 1.0, lags
     finally:
-        removed = run_playbook(tmp_path, edge_play(domain, f"127.0.0.1:{port}", "absent"), LOCAL)
+        removed = run_playbook(tmp_path, edge_play(domain, bind, "absent"), LOCAL)
         server.kill()
         server.wait(timeout=30)
     assert removed.rc == 0, removed.stdout[-3000:]

@@ -185,6 +185,33 @@ def containers_create():
     return queued(outcome, container=outcome.record)
 
 
+IMPORTABLE = {"type": "object", "properties": {
+    "name": {"type": "string"}, "host": {"type": "string"}, "status": {"type": "string"},
+    **{key: fields.json_schema("container")["properties"][key]
+       for key in ("ipv4", "profiles", "cpu", "memory", "disk", "notes")}}}
+
+
+@route("GET", "/containers/importable/{name}", "what importing a container made outside DPL would record "
+                                               "(nothing is changed)",
+       answer=obj(container=IMPORTABLE), query=("host",))
+def containers_importable(name: str):
+    return jsonify(container=services.container_in_lxd(ctx(), name, request.args.get("host", "local")))
+
+
+@route("POST", "/containers/import", "record a container made outside DPL as LXD has it, then reconfigure it "
+                                     "(a job, when it runs: its address pinned, its directories laid out)", 202,
+       body={"type": "object", "properties": {"name": {"type": "string"}, "host": {"type": "string"}},
+             "required": ["name"]},
+       answer=queued_with(container=ref("container")),
+       more={201: obj(container=ref("container"), notes={"type": "array", "items": {"type": "string"}})})
+def containers_import():
+    data = body()
+    outcome = services.import_container(ctx(), data.get("name"), data.get("host", "local"))
+    if outcome.job is None:
+        return jsonify(container=outcome.record, notes=outcome.notes), 201
+    return queued(outcome, container=outcome.record)
+
+
 @route("PATCH", "/containers/{name}", "change a container's record (a reconfigure applies it)",
        body=fields.json_schema("container", for_change=True),
        answer=obj(changed={"type": "boolean"}, container=ref("container")))

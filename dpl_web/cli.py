@@ -260,6 +260,24 @@ def cmd_container_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_container_import(args: argparse.Namespace) -> int:
+    ctx = _ctx(args)
+    if args.dry_run:
+        found = services.container_in_lxd(ctx, args.name, args.host)
+        _emit(args, {"changed": False, "container": found},
+              [f"would record container {args.name} as LXD has it:", *_fields(found, tuple(found)),
+               "then reconfigure it: pin its address, lay out /root/apps, /root/backups and /root/deploy"
+               if found["status"] == "Running" else "(start it afterwards to lay out its directories)"])
+        return EXIT_OK
+    outcome = services.import_container(ctx, args.name, args.host)
+    if outcome.job is None:
+        _emit(args, {"changed": True, "container": outcome.record},
+              [f"recorded container {args.name}", *_container_text(outcome.record), *outcome.notes])
+        return EXIT_OK
+    return _run_job(args, outcome, f"reconfigure of imported container {args.name}",
+                    extra={"container": outcome.record})
+
+
 def cmd_container_list(args: argparse.Namespace) -> int:
     containers = services.list_containers(_ctx(args), host=args.host)
     _emit(args, {"containers": containers}, _table(containers, [
@@ -629,7 +647,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     ], "no containers"), "", _table(apps, [
         ("app", lambda a: a["app"]), ("up", lambda a: "up" if a["up"] else "DOWN"), ("http", lambda a: a["http"]),
         ("ms", lambda a: a["latency_ms"]), ("via nginx", lambda a: a.get("edge_http")),
-        ("ms", lambda a: a.get("edge_latency_ms")),
+        ("ms", lambda a: a.get("edge_latency_ms")), ("service", lambda a: a.get("service")),
+        ("restarts", lambda a: a.get("restarts")), ("live commit", lambda a: a.get("live_commit")),
+        ("requests", lambda a: a.get("requests")), ("5xx", lambda a: a.get("errors_5xx")),
+        ("upstream ms", lambda a: a.get("upstream_ms")),
     ], "no apps")]
     lines += [""] + [f"! {problem['message']} ({problem['fix']})" for problem in problems] if problems else [
         "", "all well"]
@@ -941,6 +962,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("name")
     sub.add_argument("--host", default="local", help="the LXD host it runs on (default local)")
     _field_options(sub, "container", edit=False)
+    sub = command(containers, "import", cmd_container_import,
+                  "record a container made outside DPL as LXD has it (address, limits, profiles), then "
+                  "reconfigure it: its address pinned, its directories laid out", job=True)
+    sub.add_argument("name")
+    sub.add_argument("--host", default="local", help="the LXD host it runs on (default local)")
+    sub.add_argument("--dry-run", action="store_true", help="show what would be recorded; change nothing")
     command(containers, "list", cmd_container_list, "list the containers").add_argument(
         "--host", help="only this host's")
     command(containers, "show", cmd_container_show, "show a container").add_argument("name")

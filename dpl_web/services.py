@@ -24,7 +24,7 @@ from dpl_web.collection import host_client, lxd, releases, validation
 from dpl_web.errors import Conflict, Forbidden, JobFailed, NotFound
 from dpl_web.jobs import follow, worker
 from dpl_web.jobs.kinds import COALESCING, CONTAINER_OPERATIONS, RELEASE_KINDS
-from dpl_web.registry import Registry, app_request, split_app
+from dpl_web.registry import Registry, app_request, check_fields, split_app
 
 DEFAULT_TIMEOUT = 3600  # seconds a job may run before it is stopped
 
@@ -259,6 +259,74 @@ def addresses_in_use(host: dict[str, Any]) -> set[str]:
     except lxd.LXDError:
         pass  # LXD unreachable: the create job itself will say so
     return used
+
+
+def container_in_lxd(ctx: Context, name: str, host: str = "local") -> dict[str, Any]:
+    """What importing a container LXD has and the registry does not would record: its
+    address (pinned or leased), limits, profiles and status, as LXD has them. Refused (with
+    what to do) when the registry has it already or it is not on the host's bridge."""
+    from dpl_web.monitor import state_ipv4
+
+    validation.container_name(name, "container")
+    with ctx.open() as reg:
+        host_record = reg.get_host(host)
+        if any(container["name"] == name for container in reg.list_containers()):
+            raise Conflict(f"the registry has container {name} already", "edit it instead", "edit")
+    try:
+        with host_client(host_record, 10) as client:
+            instance = client.get(f"/1.0/instances/{name}")
+            state = client.get(f"/1.0/instances/{name}/state")
+    except lxd.LXDError as exc:
+        raise NotFound("container", name, f"LXD on {host} has no such container (lxc list shows what it has)") \
+            from exc
+    bridge = host_record["bridge"]
+    nics = [device for device in (instance.get("expanded_devices") or {}).values()
+            if device.get("type") == "nic" and bridge in (device.get("network"), device.get("parent"))]
+    if not nics:
+        raise Conflict(f"container {name} has no network device on the bridge {bridge}, which DPL's containers use",
+                       f"attach it first: lxc config device add {name} eth0 nic network={bridge}", "attach")
+    config = instance.get("expanded_config") or {}
+    root = next((device for device in (instance.get("expanded_devices") or {}).values()
+                 if device.get("type") == "disk" and device.get("path") == "/"), {})
+    fields = {
+        "ipv4": nics[0].get("ipv4.address") or state_ipv4(state or {}),
+        "profiles": instance.get("profiles") or [],
+        "cpu": config.get("limits.cpu") or None,
+        "memory": config.get("limits.memory") or None,
+        "disk": root.get("size") or None,
+        "notes": f"imported from LXD ({config.get('image.description') or 'image unknown'})"[:200],
+    }
+    if fields["ipv4"] is None:
+        raise Conflict(f"container {name} has no IPv4 address on {bridge} (it is {instance.get('status')})",
+                       f"start it (lxc start {name}) so that it gets one, then import it", "start")
+    try:
+        check_fields("container", {key: value for key, value in fields.items() if value is not None})
+    except validation.ValidationError as exc:
+        raise validation.ValidationError(exc.field, exc.value, f"{exc.rule} (LXD has this for {name}: change it "
+                                                              "there, then import it)") from None
+    return {"name": name, "host": host, "status": instance.get("status") or "Unknown", **fields}
+
+
+@audited("container.import", "container/{}")
+def import_container(ctx: Context, name: str, host: str = "local") -> Outcome:
+    """Record a container made outside DPL as LXD has it (:func:`container_in_lxd`), then
+    queue a reconfigure, which pins its address and lays out /root/apps, /root/backups and
+    /root/deploy where missing. From then on it is managed like any other."""
+    found = container_in_lxd(ctx, name, host)
+    with ctx.open() as reg:
+        fields = {key: found[key] for key in ("ipv4", "profiles", "cpu", "memory", "disk", "notes")
+                  if found[key] is not None}
+        reg.add_container(name, host, **fields)
+        container = reg.set_container_status(name, found["status"], ipv4=found["ipv4"])
+    outcome = Outcome(container, True)
+    if found["status"] == "Running":
+        queued = _queue(ctx, "container-reconfigure", f"container/{name}",
+                        {"container": name, "operation": "reconfigure", "force": False})
+        outcome.job = queued.job
+    else:
+        outcome.notes.append(f"{name} is {found['status']}: start it (dpl container start {name}) to lay out its "
+                             "directories")
+    return outcome
 
 
 @audited("container.create", "container/{}")

@@ -195,9 +195,12 @@ class Worker:
 
     def _monitor(self) -> None:
         """A monitoring round every monitor_interval seconds (its own thread: a slow health
-        check never holds a job back), and once an hour the samples compacted."""
+        check never holds a job back), and once an hour the samples compacted. A state seen
+        once and not yet confirmed is looked at again after monitor.CONFIRM_AFTER seconds, so
+        an app that goes down is alerted within one interval, not two."""
         next_compaction = 0.0
         while not self.stopping.is_set():
+            wait = self.monitor_interval
             try:
                 changes = monitor.record(self.registry_path, monitor.collect(self.registry_path))
                 for alert in changes:
@@ -207,9 +210,12 @@ class Worker:
                     with Registry.open(self.registry_path, create=False) as reg:
                         reg.compact_samples()
                     next_compaction = time.monotonic() + 3600
+                with Registry.open(self.registry_path, create=False) as reg:
+                    if reg.pending_states():
+                        wait = min(wait, monitor.CONFIRM_AFTER)
             except Exception:  # noqa: BLE001 - monitoring must never stop the worker
                 self.say(f"monitor: the round failed: {traceback.format_exc()}")
-            self.stopping.wait(self.monitor_interval)
+            self.stopping.wait(wait)
 
     def recover(self, reg: Registry) -> list[int]:
         """Fail the jobs a dead worker left running (this one holds the lock: the worker that

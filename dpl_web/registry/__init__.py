@@ -52,6 +52,7 @@ from dpl_web.registry.fields import (
     Field,
     ValidationError,
     app_request,
+    check_fields,
     json_schema,
     layout,
     split_app,
@@ -85,7 +86,7 @@ from dpl_web.registry.webhooks import WebhooksTable
 
 __all__ = [
     "APP_FIELDS", "BUSY_TIMEOUT", "CONTAINER_FIELDS", "DEFAULT_BRANCH_REF", "FIELDS", "FIRST_CONTAINER_ADDRESS",
-    "HOST_FIELDS", "INVENTORY_KEYS", "Field", "json_schema",
+    "HOST_FIELDS", "INVENTORY_KEYS", "Field", "check_fields", "json_schema",
     "JOB_FINISHED", "JOB_STATUSES", "JOB_TARGET_KINDS", "KEEP_JOB_EVENTS", "MIGRATIONS", "PROJECT_FIELDS",
     "SCHEMA_VERSION", "SECRET_MASK", "TOKEN_SCOPES",
     "Conflict", "NotFound", "Registry", "RegistryError", "ValidationError",

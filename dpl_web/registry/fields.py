@@ -159,6 +159,11 @@ def _ref_column(values: dict[str, Any]) -> dict[str, Any]:
 _REQUEST_ALIASES = {"start": "start_command"}
 
 
+def check_fields(kind: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate some fields of a ``kind`` (host, container, project, app) without storing them."""
+    return _check(kind, values, FIELDS[kind], defaults=False)
+
+
 def _check(kind: str, values: Mapping[str, Any], spec: Mapping[str, Field],
            defaults: bool) -> dict[str, Any]:
     """Validate ``values`` against ``spec``; with ``defaults``, fill in what is missing."""

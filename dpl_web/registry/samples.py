@@ -134,3 +134,19 @@ class SamplesTable(RegistryBase):
     def states(self) -> dict[str, dict[str, Any]]:
         return {row["target"]: {"state": row["state"], "since": row["since"], "detail": row["detail"]}
                 for row in self.conn.execute("SELECT * FROM monitor_state")}
+
+    def pending_states(self) -> int:
+        """How many targets were seen in a new state that is not confirmed yet (the worker then
+        looks again soon, not a whole interval later)."""
+        return self.conn.execute("SELECT count(*) FROM monitor_state WHERE pending IS NOT NULL").fetchone()[0]
+
+    # -- where the reading of nginx's traffic log stopped (dpl_web.traffic) -----------------------
+
+    def traffic_cursor(self) -> dict[str, int] | None:
+        row = self._one("SELECT value FROM meta WHERE key = 'traffic_cursor'")
+        return json.loads(row["value"]) if row else None
+
+    def set_traffic_cursor(self, cursor: Mapping[str, int]) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('traffic_cursor', ?)",
+                         (json.dumps(dict(cursor)),))

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +63,38 @@ def _sweep(client: lxd.LXDClient, everything_mine: bool = False) -> None:
                 pass  # busy or already going: the next sweep gets it
 
 
+SITES_AVAILABLE = Path("/etc/nginx/sites-available")
+TLS_DIR = Path("/etc/ssl/dpl")
+
+
+def remove_test_vhosts(names: list[str] = (), older_than: float | None = None) -> list[str]:
+    """Remove the vhosts (and certificates) DPL wrote for test domains: those naming one of
+    ``names``, or, at the end of a session, every test domain's older than ``older_than``
+    seconds (another session may be running). Returns the domains removed."""
+    from dpl_web.collection import nginx
+
+    removed = []
+    for path in sorted(SITES_AVAILABLE.glob("*.conf")):
+        domain = path.name[:-len(".conf")]
+        if TEST_PREFIX not in domain:
+            continue
+        if names and not any(name in domain for name in names):
+            continue
+        try:
+            if not path.read_text().startswith(nginx.MARKER) or (
+                    older_than is not None and time.time() - path.stat().st_mtime < older_than):
+                continue
+        except OSError:
+            continue
+        for leftover in (SITES_AVAILABLE.parent / "sites-enabled" / path.name, path,
+                         TLS_DIR / f"{domain}.crt", TLS_DIR / f"{domain}.key"):
+            leftover.unlink(missing_ok=True)
+        removed.append(domain)
+    if removed:
+        subprocess.run(["nginx", "-s", "reload"], check=False, capture_output=True)
+    return removed
+
+
 def delete_instance(client: lxd.LXDClient, name: str) -> None:
     try:
         if client.instance(name)["status"] != "Stopped":
@@ -83,6 +118,7 @@ def lxd_client():
     _sweep(client)
     yield client
     _sweep(client, everything_mine=True)
+    remove_test_vhosts(older_than=UNOWNED_GRACE)
     client.close()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import delete_instance
+from tests.conftest import delete_instance, remove_test_vhosts
 from tests.support.apps import AppRepo, GitDaemon, app_files
 from tests.support.cli import Dpl
 
@@ -34,3 +34,4 @@ def dpl(tmp_path, lxd_client):
     yield tool
     for name in made:
         delete_instance(lxd_client, name)
+    remove_test_vhosts(made)  # the vhosts of its deleted containers' apps

@@ -5,12 +5,19 @@ sees it clear when fixed; `--record` reports each change of state once."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
 import uuid
+from pathlib import Path
 
 import pylxd
 import pytest
 
+from dpl_web import monitor
+from dpl_web.collection import nginx, releases
 from tests.conftest import TEST_PREFIX
+from tests.support.cli import curl, deploy_web_app, in_container
 
 pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 
@@ -74,3 +81,158 @@ def test_status_sees_what_happens_behind_dpls_back(dpl, repos):
     assert kinds(report, f"container/{stranger}") == set()
     assert "unknown-container" in {change["was"] for change in report["changes"]
                                    if change["target"] == f"container/{stranger}"}
+
+
+def changes_of(report: dict, target: str) -> set[tuple[str, str]]:
+    return {(change["state"], change["was"]) for change in report["changes"] if change["target"] == target}
+
+
+def test_troubles_and_drift_of_an_app_behind_nginx_show_and_clear(dpl, repos, lxd_client):
+    """Each thing done behind DPL's back shows in `dpl status` (a problem, exit 11) and as an
+    alert, within one round (an app's state: two), and clears once it is put right."""
+    project, domain = deploy_web_app(dpl, repos[1])
+    app, target = f"{project}/web", f"app/{project}/web"
+    record = dpl.json("app", "show", app)["app"]
+    unit = monitor.service_unit(record)
+    paths = releases.AppPaths(project, "web")
+    deployed = dpl.json("job", "list", "--app", app)["jobs"][0]
+    release_dir = in_container(lxd_client, project, f"readlink -f {paths.live}")
+    server_js = f"{release_dir}/server.js"
+
+    def sh(script: str) -> str:
+        return in_container(lxd_client, project, script)
+
+    def clean(report: dict) -> bool:
+        return kinds(report, target) == set() and kinds(report, f"container/{project}") == set()
+
+    def wait_healthy() -> None:  # (its service restarted) until it answers again
+        for _attempt in range(40):
+            if curl("-o", "/dev/null", "-w", "%{http_code}", health).stdout == "200":
+                return
+            time.sleep(0.25)
+
+    report = status(dpl)  # the first round: the service's restart count and nginx's log position
+    health = f"http://{report['containers'][project]['ipv4']}:{record['live_port'] or record['port']}" \
+             f"{record['health_path']}"
+    report = status(dpl)
+    figures = report["apps"][app]
+    assert figures["service"] == "active" and figures["restarts"] == 0 and figures["up"]
+    assert figures["live_commit"] == deployed["commit"][:12] and clean(report)
+
+    # Its process killed: systemd starts it again; a restart is a trouble for one round.
+    pid = sh(f"systemctl show --property=MainPID --value {unit}")
+    sh(f"kill -9 {pid}")
+    for _attempt in range(40):
+        if sh(f"systemctl show --property=MainPID --value {unit}") not in ("0", pid):
+            break
+        time.sleep(0.25)
+    wait_healthy()
+    report = status(dpl)
+    assert report["apps"][app]["restarts"] >= 1 and kinds(report, target) == {"app-restarted"}
+    assert ("app-restarted", "") in changes_of(report, target)
+    report = status(dpl)
+    assert ("cleared", "app-restarted") in changes_of(report, target) and clean(report)
+
+    # It answers 500 to everything but its health path: nginx's figures show it.
+    sh(f"sed -i '/application.json/s/writeHead(200/writeHead(500/' {server_js} && systemctl restart {unit}")
+    wait_healthy()
+    answers = [curl("--insecure", "--resolve", f"{domain}:443:127.0.0.1", "-o", "/dev/null", "-w", "%{http_code}",
+                    f"https://{domain}/").stdout for _ in range(12)]
+    assert answers == ["500"] * 12
+    report = status(dpl)
+    assert report["apps"][app]["up"] and report["apps"][app]["errors_5xx"] >= 12
+    assert kinds(report, target) == {"app-errors"} and ("app-errors", "") in changes_of(report, target)
+
+    # Its health path broken (and the errors put right): down once seen twice, then back.
+    sh(f"sed -i -e '/application.json/s/writeHead(500/writeHead(200/' -e '/text.plain/s/writeHead(200/writeHead(503/' "
+       f"{server_js} "
+       f"&& systemctl restart {unit}")
+    report = status(dpl)
+    assert ("cleared", "app-errors") in changes_of(report, target) and not report["apps"][app]["up"]
+    report = status(dpl)
+    assert kinds(report, target) == {"app-down"} and ("down", "up") in changes_of(report, target)
+    sh(f"sed -i '/text.plain/s/writeHead(503/writeHead(200/' {server_js} && systemctl restart {unit}")
+    wait_healthy()
+    for _attempt in range(10):
+        report = status(dpl)
+        if ("up", "down") in changes_of(report, target):
+            break
+    assert clean(report) and report["apps"][app]["up"]
+
+    # Its live link moved by hand to another release: the live commit is not the deployed one.
+    sh(f"cp -a {release_dir} {paths.releases}/20990101T000000Z-0123456789ab "
+       f"&& ln -sfn {paths.releases}/20990101T000000Z-0123456789ab {paths.live}")
+    report = status(dpl)
+    assert kinds(report, target) == {"commit-differs"} and report["apps"][app]["live_commit"] == "0123456789ab"
+    sh(f"ln -sfn {release_dir} {paths.live} && rm -rf {paths.releases}/20990101T000000Z-0123456789ab")
+    report = status(dpl)
+    assert ("cleared", "commit-differs") in changes_of(report, target) and clean(report)
+
+    # Its vhost disabled by hand: the domain has no vhost (and nginx does not serve it).
+    enabled = Path("/etc/nginx/sites-enabled") / nginx.file_name(domain)
+    link = os.readlink(enabled)
+    enabled.unlink()
+    subprocess.run(["nginx", "-s", "reload"], check=True)
+    try:
+        report = status(dpl)
+        assert kinds(report, target) == {"vhost-missing"}
+        assert ("vhost-missing", "") in changes_of(report, target)
+    finally:
+        os.symlink(link, enabled)
+        subprocess.run(["nginx", "-s", "reload"], check=True)
+    report = status(dpl)
+    assert ("cleared", "vhost-missing") in changes_of(report, target) and clean(report)
+
+    # Its address changed inside the container: the registry's differs.
+    recorded = dpl.json("container", "show", project)["container"]["ipv4"]
+    sh("ip -4 addr flush dev eth0 && ip addr add 10.210.0.251/24 dev eth0")
+    try:
+        report = status(dpl)
+        assert report["containers"][project]["ipv4"] == "10.210.0.251"
+        assert kinds(report, f"container/{project}") == {"address-changed"}
+        assert ("address-changed", "") in changes_of(report, f"container/{project}")
+    finally:
+        sh(f"ip -4 addr flush dev eth0 && ip addr add {recorded}/24 dev eth0 && ip route replace default "
+           "via 10.210.0.1 || true")
+    report = status(dpl)
+    assert ("cleared", "address-changed") in changes_of(report, f"container/{project}")
+    assert kinds(report, f"container/{project}") == set()
+
+
+def test_a_container_made_outside_dpl_is_imported_and_then_managed(dpl, lxd_client):
+    """Drift until imported; a dry run changes nothing; the import records it as LXD has it
+    and lays out its directories; deleted like any other, nothing is left."""
+    stranger = f"{TEST_PREFIX}{uuid.uuid4().hex[:6]}"
+    dpl.made.append(stranger)
+    pylxd.Client().instances.create({"name": stranger, "source": {"type": "image", "alias": "dpl-base"},
+                                     "config": {"limits.memory": "512MiB"}}, wait=True)
+    pylxd.Client().instances.get(stranger).start(wait=True)
+    target = f"container/{stranger}"
+    for _attempt in range(30):  # its address comes from DHCP
+        report = status(dpl)
+        if kinds(report, target) == {"unknown-container"} and "import" in str(report["problems"]):
+            leased = lxd_client.get(f"/1.0/instances/{stranger}/state")
+            if monitor.state_ipv4(leased):
+                break
+        time.sleep(1)
+    address = monitor.state_ipv4(lxd_client.get(f"/1.0/instances/{stranger}/state"))
+
+    preview = dpl.json("container", "import", stranger, "--dry-run")
+    assert preview["changed"] is False
+    assert preview["container"] | {"ipv4": address, "memory": "512MiB", "status": "Running"} == preview["container"]
+    dpl("container", "show", stranger, expect=5)  # the dry run recorded nothing
+
+    result = dpl.json("container", "import", stranger)
+    assert result["status"] == "successful"
+    container = dpl.json("container", "show", stranger)["container"]
+    assert (container["ipv4"], container["limits"]["memory"], container["status"]) == (address, "512MiB", "Running")
+    assert in_container(lxd_client, stranger, "ls -d /root/apps /root/backups /root/deploy").split() == [
+        "/root/apps", "/root/backups", "/root/deploy"]
+    assert lxd_client.get(f"/1.0/instances/{stranger}")["devices"]["eth0"]["ipv4.address"] == address
+    report = status(dpl)
+    assert kinds(report, target) == set() and ("cleared", "unknown-container") in changes_of(report, target)
+    dpl("container", "import", stranger, expect=6)  # once is enough: the registry has it
+
+    dpl("container", "delete", stranger)
+    dpl("container", "show", stranger, expect=5)
+    assert stranger not in {instance["name"] for instance in lxd_client.get("/1.0/instances", {"recursion": 1})}

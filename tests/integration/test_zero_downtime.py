@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
-import uuid
 
 import pytest
 
 from dpl_web.paths import REPO_ROOT
-from tests.conftest import TEST_PREFIX
-from tests.support.cli import in_container, served
+from tests.support.cli import deploy_web_app, in_container, served
 from tests.support.playbooks import VENV_BIN, ansible_env
 from tests.support.traffic import Poller
 
@@ -44,12 +42,7 @@ def slot_files(lxd_client, container: str, project: str) -> list[str]:
 
 
 def test_deploys_failures_and_rollbacks_through_nginx_lose_no_request(dpl, repos, lxd_client):
-    project = f"{TEST_PREFIX}{uuid.uuid4().hex[:6]}"
-    dpl.made.append(project)
-    domain = f"{project}.dpl.test"
-    request = {"name": "web", "project": project, "repo": repos[1], "ref": "v1", "port": 3000,
-               "domain": domain, "health_path": "/health"}
-    dpl("deploy", "--from-json", "-", stdin=json.dumps(request))
+    project, domain = deploy_web_app(dpl, repos[1])
     assert served(domain) == "v1"
     app = dpl.json("app", "show", f"{project}/web")["app"]
     assert (app["ports"], app["live_port"]) == ([3000, 3001], 3000)

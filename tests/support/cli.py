@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from dpl_web.collection import lxd
@@ -50,3 +51,17 @@ def in_container(client: lxd.LXDClient, name: str, script: str) -> str:
     rc, out, err = client.execute(name, ["/bin/sh", "-c", script])
     assert rc == 0, err
     return out.decode().strip()
+
+
+def deploy_web_app(dpl: Dpl, repo_url: str, ref: str = "v1") -> tuple[str, str]:
+    """Deploy the test app as ``<new project>/web`` on its own domain (behind the host's
+    nginx) in a new container the test's ``dpl`` deletes afterwards: (project, domain)."""
+    from tests.conftest import TEST_PREFIX
+
+    project = f"{TEST_PREFIX}{uuid.uuid4().hex[:6]}"
+    dpl.made.append(project)
+    domain = f"{project}.dpl.test"
+    request = {"name": "web", "project": project, "repo": repo_url, "ref": ref, "port": 3000,
+               "domain": domain, "health_path": "/health"}
+    dpl("deploy", "--from-json", "-", stdin=json.dumps(request))
+    return project, domain

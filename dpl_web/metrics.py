@@ -37,6 +37,15 @@ APP_FIGURES = (
     ("edge_http", "dpl_app_edge_http_status", "HTTP status of the health check through nginx over TLS", 1),
     ("edge_latency_ms", "dpl_app_edge_latency_seconds", "time the health check took through nginx over TLS",
      0.001),
+    ("service_active", "dpl_app_service_active", "1 when the app's service is active (systemd)", 1),
+    ("restarts", "dpl_app_service_restarts", "restarts of the app's service since the previous sample", 1),
+    # nginx's figures are counted per round (the lines its log got since the previous one),
+    # not since nginx started: gauges, named _round to say so.
+    ("requests", "dpl_app_requests_round", "requests nginx passed to the app in the last round", 1),
+    ("errors_4xx", "dpl_app_4xx_round", "answers with a 4xx status in the last round", 1),
+    ("errors_5xx", "dpl_app_5xx_round", "answers with a 5xx status in the last round", 1),
+    ("upstream_ms", "dpl_app_upstream_seconds", "average time the app took to answer nginx in the last round",
+     0.001),
 )
 
 
@@ -71,14 +80,17 @@ class RegistryCollector:
             if sample is None:
                 continue
             up.add_metric([name], 1 if sample.get("up") else 0)
+            if sample.get("service"):
+                sample["service_active"] = 1 if sample["service"] == "active" else 0
             for key, metric, _text, scale in APP_FIGURES:
                 if isinstance(sample.get(key), int | float):
                     app_families[metric].add_metric([name], sample[key] * scale)
-        drift = GaugeMetricFamily("dpl_drift_problems", "differences between the registry and what runs, by kind",
+        drift = GaugeMetricFamily("dpl_drift_problems", "differences between the registry and what runs, and "
+                                  "apps' troubles, by kind",
                                   labels=["kind"])
         kinds: dict[str, int] = {}
         for key, state in states.items():
-            if key.startswith("drift/") and state["state"] == "present":
+            if key.startswith(("drift/", "trouble/")) and state["state"] == "present":
                 kinds[key.split("/")[1]] = kinds.get(key.split("/")[1], 0) + 1
         for kind, count in sorted(kinds.items()):
             drift.add_metric([kind], count)

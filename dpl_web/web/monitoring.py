@@ -56,9 +56,12 @@ def series():
     now = time.time()
     with Registry.open(ctx().registry_path, create=False) as reg:
         points = reg.series(target, since=now - span, until=now)
+    for point in points:  # a raw sample's "up": true is a 1 to draw and average (rollups hold numbers)
+        point.update({key: int(value) for key, value in point.items() if isinstance(value, bool)})
     points = thin(rates(points))
     for point in points:  # cumulative counters mean nothing on a chart
         for key in COUNTERS:
             point.pop(key, None)
             point.pop(f"{key}_max", None)
+
     return jsonify(target=target, range=request.args.get("range", "day"), points=points)

@@ -12,10 +12,14 @@ def test_metrics_need_a_token_and_say_what_monitoring_saw(reg, stocked, registry
         "container/web1": {"status": "Running", "cpu": 12.5, "memory": 2048, "disk": 4096, "rx": 10, "tx": 20,
                            "processes": 7},
         "container/web2": {"status": "Stopped", "memory": 0, "processes": 0},
-        "app/shop/web": {"up": True, "http": 200, "latency_ms": 4.0, "edge_http": 200, "edge_latency_ms": 40.0},
-        "app/blog/site": {"up": False, "http": None, "latency_ms": None, "error": "connection refused"},
+        "app/shop/web": {"up": True, "http": 200, "latency_ms": 4.0, "edge_http": 200, "edge_latency_ms": 40.0,
+                         "service": "active", "restarts": 2, "requests": 30, "errors_4xx": 3, "errors_5xx": 6,
+                         "upstream_ms": 12.0},
+        "app/blog/site": {"up": False, "http": None, "latency_ms": None, "error": "connection refused",
+                          "service": "failed"},
     })
     stocked.set_state("drift/container-stopped/container/web2", "present", "web2 is Stopped")
+    stocked.set_state("trouble/app-errors/app/shop/web", "present", "shop/web answered 6 of 30 with a 5xx")
     token = stocked.add_token("prometheus", "read")[1]
     client = create_app({"REGISTRY": str(registry_path), "START_WORKER": False}).test_client()
     assert client.get("/metrics").status_code == 401
@@ -33,3 +37,10 @@ def test_metrics_need_a_token_and_say_what_monitoring_saw(reg, stocked, registry
     assert values[("dpl_app_edge_latency_seconds", (("app", "shop/web"),))] == 0.04
     assert ("dpl_app_health_latency_seconds", (("app", "blog/site"),)) not in values  # no figure, no value
     assert values[("dpl_drift_problems", (("kind", "container-stopped"),))] == 1
+    assert values[("dpl_drift_problems", (("kind", "app-errors"),))] == 1  # troubles are counted too
+    shop = (("app", "shop/web"),)
+    assert values[("dpl_app_service_active", shop)] == 1
+    assert values[("dpl_app_service_active", (("app", "blog/site"),))] == 0
+    assert (values[("dpl_app_service_restarts", shop)], values[("dpl_app_requests_round", shop)],
+            values[("dpl_app_4xx_round", shop)], values[("dpl_app_5xx_round", shop)]) == (2, 30, 3, 6)
+    assert values[("dpl_app_upstream_seconds", shop)] == 0.012

@@ -454,3 +454,18 @@ def test_the_charts_series_is_thinned_with_counters_as_rates(browser, stocked):
     page = browser.get("/containers/web1").get_data(as_text=True)
     assert 'data-target="container/web1"' in page and 'data-field="cpu"' in page
     assert "Running" in page  # what monitoring saw last, over the recorded "unknown"
+
+
+def test_an_apps_up_chart_draws_raw_samples_and_the_page_shows_service_and_nginx(browser, stocked):
+    now = time.time()
+    with stocked.transaction():
+        for number in range(20):
+            stocked.add_samples(now - 600 + number * 30, {"app/shop/web": {
+                "up": number % 4 != 0, "http": 200, "latency_ms": 3.0, "service": "active", "restarts": 0,
+                "live_commit": "0123456789ab", "live_release": "20261205T101010Z-0123456789ab",
+                "requests": 7, "errors_4xx": 1, "errors_5xx": 2, "upstream_ms": 4.5, "upstream_ms_max": 9.0}})
+    points = browser.get("/monitoring/series?target=app/shop/web&range=hour").get_json()["points"]
+    assert [point["up"] for point in points] == [0 if number % 4 == 0 else 1 for number in range(20)]
+    page = browser.get("/apps/shop/web").get_data(as_text=True)
+    for expected in ("0123456789ab", "7 request(s)", "2 5xx", "4.5 ms", 'data-field="errors_5xx"'):
+        assert expected in page, expected

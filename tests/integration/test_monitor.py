@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,8 +17,10 @@ import pytest
 
 from dpl_web import monitor
 from dpl_web.collection import nginx, releases
+from dpl_web.paths import REPO_ROOT
 from tests.conftest import TEST_PREFIX
 from tests.support.cli import curl, deploy_web_app, in_container
+from tests.support.playbooks import run_playbook
 
 pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 
@@ -236,3 +239,24 @@ def test_a_container_made_outside_dpl_is_imported_and_then_managed(dpl, lxd_clie
     dpl("container", "delete", stranger)
     dpl("container", "show", stranger, expect=5)
     assert stranger not in {instance["name"] for instance in lxd_client.get("/1.0/instances", {"recursion": 1})}
+
+
+def test_the_status_playbook_fails_listing_each_problem_and_records_on_demand(dpl, tmp_path):
+    missing = f"{TEST_PREFIX}{uuid.uuid4().hex[:6]}"
+    dpl("container", "add", missing)  # recorded, never made in LXD
+    localhost = {"all": {"hosts": {"localhost": {"ansible_connection": "local",
+                                                 "ansible_python_interpreter": sys.executable}}}}
+    playbook = REPO_ROOT / "playbooks" / "status.yml"
+    look = run_playbook(tmp_path, playbook, localhost, extravars={"dpl_registry": dpl.env["DPL_REGISTRY"]})
+    assert look.rc != 0 and look.changed("localhost") == 0
+    message = str(look.result("Fail with each problem and its fix")["msg"])
+    assert f"the registry has a container {missing} that LXD on local does not have" in message
+    assert f"dpl container start {missing}" in message  # with what to do about it
+    assert status(dpl)["changes"]  # the look recorded nothing: this round's changes are all new
+
+    another = f"{TEST_PREFIX}{uuid.uuid4().hex[:6]}"
+    dpl("container", "add", another)
+    recorded = run_playbook(tmp_path, playbook, localhost, extravars={
+        "dpl_registry": dpl.env["DPL_REGISTRY"], "status_record": True, "status_fail_on_problems": False})
+    assert recorded.rc == 0 and recorded.changed("localhost") == 1
+    assert f"container/{another}" not in {change["target"] for change in status(dpl)["changes"]}  # said once

@@ -504,8 +504,18 @@ def _size(value: int | None) -> str:
 
 
 def cmd_app_logs(args: argparse.Namespace) -> int:
-    """The app's journal; with --follow, new entries as they come (Ctrl-C stops)."""
+    """The app's journal; with --follow, new entries as they come (Ctrl-C stops). With
+    --deploys, what its newest deploys printed instead."""
     context = _ctx(args)
+    if args.deploys is not None:
+        outputs = services.deploy_outputs(context, args.app, args.deploys)
+        lines = []
+        for output in outputs:
+            lines += [f"== job {output['job']}: {output['kind']} {output['status']} "
+                      f"{(output['commit'] or '')[:12]} {output['finished_at'] or ''}".rstrip()]
+            lines += [terminal_safe(line) for line in output["lines"]] or ["(no output)"]
+        _emit(args, {"deploys": outputs}, lines or [f"{args.app} has not been deployed yet"])
+        return EXIT_OK
     found = services.app_logs(context, args.app, args.lines, args.since)
     while True:
         for entry in found["entries"]:
@@ -1062,6 +1072,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("-n", "--lines", type=int, default=100, help="the newest N entries (default 100)")
     sub.add_argument("--since", help="from this time: '2026-12-01 10:00', 'yesterday', '-2h'")
     sub.add_argument("-f", "--follow", action="store_true", help="then new entries as they come, until Ctrl-C")
+    sub.add_argument("--deploys", type=int, nargs="?", const=3, metavar="N",
+                     help="instead: what its N newest deploys printed (default 3), their last 200 lines each")
     command(apps, "releases", cmd_app_history, "list an app's releases (time, commit, size)").add_argument(
         "app", metavar="PROJECT/APP")
     command(apps, "backups", cmd_app_history, "list an app's backups (time, commit, size)").add_argument(

@@ -568,6 +568,36 @@ def app_logs(ctx: Context, app: str, lines: int = 100, since: str | None = None,
     return logs.app_journal(ctx.registry_path, app, lines, since, after)
 
 
+def live_release_job(ctx: Context, app: str) -> dict[str, Any] | None:
+    """The job that put the app's live release in place: its newest successful deploy,
+    rollback or restore (a restore or rollback after a deploy is what serves)."""
+    project, name = split_app(app)
+    with ctx.open() as reg:
+        return reg.latest_jobs(kinds=RELEASE_KINDS, status="successful").get(f"app/{project}/{name}")
+
+
+DEPLOY_OUTPUT_LINES = 200  # lines of each deploy's output shown (its last ones)
+
+
+def deploy_outputs(ctx: Context, app: str, count: int = 3) -> list[dict[str, Any]]:
+    """What the deploy script (and the steps around it) printed in the app's ``count`` newest
+    release jobs, newest first: ``[{"job", "kind", "status", "commit", "finished_at", "lines"}]``.
+    The lines come from each job's live progress, masked as they were stored; the last
+    :data:`DEPLOY_OUTPUT_LINES` of each."""
+    project, name = split_app(app)
+    count = validation.count(count, "count", minimum=1, maximum=50)
+    with ctx.open() as reg:
+        reg.get_app(project, name)
+        jobs = [job for job in reg.list_jobs(app=f"{project}/{name}", limit=200) if job["kind"] in RELEASE_KINDS]
+        found = []
+        for job in jobs[:count]:
+            events = reg.job_events(job["id"], limit=10000)
+            lines = [event["line"] for event in events if event["type"] == "output"]
+            found.append({"job": job["id"], "kind": job["kind"], "status": job["status"], "commit": job["commit"],
+                          "finished_at": job["finished_at"], "lines": lines[-DEPLOY_OUTPUT_LINES:]})
+    return found
+
+
 def deploy_request(ctx: Context, request: Any) -> Outcome:
     """The seed's request: ``{"name", "project", "repo"}`` plus optional fields.
 

@@ -42,13 +42,12 @@ def show(project: str, app: str, webhook: dict | None = None, env_errors: dict |
     record = services.get_app(context, _name(project, app))
     container = services.get_container(context, record["container"])
     jobs = services.list_jobs(context, app=_name(project, app), limit=10)
-    releases = services.list_jobs(context, app=_name(project, app), kind="deploy", status="successful", limit=1)
     seen = services.latest_samples(context, [f"app/{project}/{app}", f"container/{record['container']}"])
     sample = seen.get(f"app/{project}/{app}")
     if f"container/{record['container']}" in seen:  # what monitoring saw last, over what the last job recorded
         container["status"] = seen[f"container/{record['container']}"]["status"]
     return render_template("app.html", app=record, container=container, jobs=jobs, sample=sample,
-                           release=releases[0] if releases else None,
+                           release=services.live_release_job(context, _name(project, app)),
                            reach=services.how_to_reach(record, container),
                            webhook_on=services.webhook_enabled(context, _name(project, app)),
                            webhook=webhook, env_errors=env_errors or {}), 422 if env_errors else 200
@@ -94,7 +93,8 @@ def logs(project: str, app: str):
     since = request.args.get("since") or None
     found = services.app_logs(ctx(), _name(project, app), request.args.get("lines", "200"), since)
     return render_template("logs.html", app=services.get_app(ctx(), _name(project, app)), entries=found["entries"],
-                           cursor=found["cursor"] or "", since=since or "")
+                           cursor=found["cursor"] or "", since=since or "",
+                           deploys=services.deploy_outputs(ctx(), _name(project, app)))
 
 
 @bp.get("/<project>/<app>/logs.json")

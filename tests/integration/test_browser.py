@@ -26,6 +26,7 @@ from tests.support.web import start_gunicorn
 pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
+EXIT_ATTENTION = 11  # dpl status: something needs attention
 PASSWORD = "browser-test-password"
 CANARY = "canary-" + uuid.uuid4().hex  # a secret value that must never come out again
 JOB_TIMEOUT = 300_000  # ms: a deploy builds with npm in the container
@@ -204,6 +205,24 @@ def run_the_operators_day(dpl, repos, web, page, tmp_path):
     page.click("button:has-text('Cancel')")
     wait_for_job(page, "canceled")
     assert served(domain) == "v2"
+
+    # Monitoring: three rounds recorded; the app page's charts are drawn from them, and its
+    # facts say what serves (the rollback's release, v2) and what nginx saw.
+    for _round in range(3):
+        dpl("status", "--record", expect=EXIT_ATTENTION)  # (other tests' containers are drift here)
+    page.goto(f"{base}/apps/{name}/web")
+    for field in ("latency_ms", "edge_latency_ms", "requests", "up"):
+        page.locator(f"figure[data-field={field}] svg polyline").wait_for(state="attached", timeout=10_000)
+    facts = page.locator("h2:has-text('Health') ~ dl.facts").first.inner_text()
+    assert "active" in facts and repos[0].commits["v2"][:12] in facts and "request(s)" in facts, facts
+    # What serves is the rollback's release, not the last deploy's.
+    assert "put live by a rollback" in page.content() and f'href="/jobs/{rollback}"' in page.content()
+    page.screenshot(path=str(tmp_path / "charts.png"), full_page=True)
+    # The log page: the journal, and what each deploy printed.
+    page.goto(f"{base}/apps/{name}/web/logs")
+    outputs = page.locator("pre.deploy-output")
+    assert outputs.count() == 3 and f"job #{rollback}" in page.content()
+    page.screenshot(path=str(tmp_path / "logs.png"), full_page=True)
 
     page.goto(base + "/")
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)

@@ -67,3 +67,11 @@ def test_the_build_output_arrives_while_the_deploy_runs(dpl, slow_repo):
     assert max(event["seq"] for event in printed) < result
     said = [event["line"] for event in events if event["type"] == "output" and "the key is" in event["line"]]
     assert said and SECRET not in said[0] and "********" in said[0]
+
+    # What it printed stays readable afterwards: `dpl app logs --deploys`, masked as stored.
+    outputs = dpl.json("app", "logs", f"{project}/web", "--deploys", "1")["deploys"]
+    assert [(output["job"], output["status"]) for output in outputs] == [(job["id"], "successful")]
+    assert [line.split()[1] for line in outputs[0]["lines"] if line.startswith("line ")] == ["1", "2", "3"]
+    assert any("the key is ********" in line for line in outputs[0]["lines"])
+    text = dpl("app", "logs", f"{project}/web", "--deploys").stdout
+    assert f"== job {job['id']}: deploy successful" in text and "line 3 at" in text and SECRET not in text

@@ -50,6 +50,7 @@ INTERVAL = 30  # seconds between two rounds of the worker's monitoring (the defa
 # later): an outage is confirmed, and alerted, within one interval.
 CONFIRM_AFTER = 5
 CHECKS_AT_ONCE = 32
+SERVICE_READS_AT_ONCE = 16  # containers whose services are read at the same time
 SERVICE_TIMEOUT = 10.0  # seconds the exec reading a container's services may take
 CERT_WARN_DAYS = 14  # a vhost's certificate expiring sooner than this is drift
 # An app "answers errors" when, in one round, at least ERRORS_MIN requests got a 5xx and they
@@ -163,16 +164,27 @@ class _ToAddress(http.client.HTTPSConnection):
                                               server_hostname=self.host)
 
 
-def check_app(app: dict[str, Any], ipv4: str | None, timeout: float = HEALTH_TIMEOUT) -> dict[str, Any]:
-    """An app's health inside the bridge network, and through nginx when it has a domain."""
-    port = app["live_port"] or app["port"]
-    inside = _get(ipv4, port, app["health_path"], timeout) if ipv4 else {
-        "http": None, "latency_ms": None, "error": "its container has no address"}
-    figures = {"up": inside["http"] is not None and 200 <= inside["http"] < 400, **inside}
+def _health_checks(app: dict[str, Any], ipv4: str | None,
+                   timeout: float) -> dict[str, tuple[Any, ...]]:
+    """An app's checks, each a call to :func:`_get` run on its own (in parallel): inside the
+    bridge network, and through the host's nginx over TLS when it has a domain here."""
+    checks: dict[str, tuple[Any, ...]] = {}
+    if ipv4:
+        checks["inside"] = (ipv4, app["live_port"] or app["port"], app["health_path"], timeout)
     if app["domains"] and app["host"] == "local":
-        edge = _get("127.0.0.1", 443, app["health_path"], timeout, domain=app["domains"][0])
-        figures.update(edge_http=edge["http"], edge_latency_ms=edge["latency_ms"])
+        checks["edge"] = ("127.0.0.1", 443, app["health_path"], timeout, app["domains"][0])
+    return checks
+
+
+def _app_health(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """An app's health figures from its checks' results: up when it answers inside the
+    bridge network (nginx's answer is what Cloudflare sees, shown beside it)."""
+    inside = results.get("inside") or {"http": None, "latency_ms": None, "error": "its container has no address"}
+    figures = {"up": inside["http"] is not None and 200 <= inside["http"] < 400, **inside}
+    if "edge" in results:
+        figures.update(edge_http=results["edge"]["http"], edge_latency_ms=results["edge"]["latency_ms"])
     return figures
+
 
 def service_unit(app: dict[str, Any]) -> str:
     """The systemd unit that serves the app now: its live slot's, or its one service's."""
@@ -337,13 +349,18 @@ def collect(registry_path: Path | str, timeout: float = HEALTH_TIMEOUT) -> Round
     for app in apps:
         if app["container"] in running:
             in_container.setdefault(app["container"], []).append(app)
-    with ThreadPoolExecutor(max_workers=CHECKS_AT_ONCE) as pool:
-        checks = {f"{app['project']}/{app['name']}": pool.submit(
-            check_app, app, found.containers.get(app["container"], {}).get("ipv4")
-            or recorded[app["container"]]["ipv4"], timeout) for app in apps}
-        reads = {container: pool.submit(_services_of, by_host[recorded[container]["host"]], container, mine)
+    # The service reads have their own threads: an exec that is slow to start never holds up
+    # a health check, nor the other way round.
+    with ThreadPoolExecutor(max_workers=CHECKS_AT_ONCE) as pool, \
+            ThreadPoolExecutor(max_workers=SERVICE_READS_AT_ONCE) as exec_pool:
+        reads = {container: exec_pool.submit(_services_of, by_host[recorded[container]["host"]], container, mine)
                  for container, mine in in_container.items()}
-        found.apps = {name: check.result() for name, check in checks.items()}
+        checks = {f"{app['project']}/{app['name']}": {
+            where: pool.submit(_get, *arguments) for where, arguments in _health_checks(
+                app, found.containers.get(app["container"], {}).get("ipv4") or recorded[app["container"]]["ipv4"],
+                timeout).items()} for app in apps}
+        found.apps = {name: _app_health({where: check.result() for where, check in mine.items()})
+                      for name, mine in checks.items()}
         services = {app: figures for read in reads.values() for app, figures in read.result().items()}
     local_apps = [app for app in apps if app["host"] == "local"]
     nginx_figures = _read_traffic(found, cursor, local_apps)

@@ -302,8 +302,8 @@ def container_in_lxd(ctx: Context, name: str, host: str = "local") -> dict[str, 
     try:
         check_fields("container", {key: value for key, value in fields.items() if value is not None})
     except validation.ValidationError as exc:
-        raise validation.ValidationError(exc.field, exc.value, f"{exc.rule} (LXD has this for {name}: change it "
-                                                              "there, then import it)") from None
+        advice = f"{exc.rule} (LXD has this for {name}: change it there, then import it)"
+        raise validation.ValidationError(exc.field, exc.value, advice) from None
     return {"name": name, "host": host, "status": instance.get("status") or "Unknown", **fields}
 
 

@@ -140,7 +140,7 @@ def test_troubles_and_drift_of_an_app_behind_nginx_show_and_clear(dpl, repos, lx
     sh(f"sed -i '/application.json/s/writeHead(200/writeHead(500/' {server_js} && systemctl restart {unit}")
     wait_healthy()
     answers = [curl("--insecure", "--resolve", f"{domain}:443:127.0.0.1", "-o", "/dev/null", "-w", "%{http_code}",
-                    f"https://{domain}/").stdout for _ in range(12)]
+                    f"https://{domain}/").stdout for _request in range(12)]
     assert answers == ["500"] * 12
     report = status(dpl)
     assert report["apps"][app]["up"] and report["apps"][app]["errors_5xx"] >= 12

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +18,9 @@ import pytest
 
 from dpl_web import monitor
 from dpl_web.collection import nginx, releases
+from dpl_web.jobs.worker import Worker
 from dpl_web.paths import REPO_ROOT
+from dpl_web.registry import Registry
 from tests.conftest import TEST_PREFIX
 from tests.support.cli import curl, deploy_web_app, in_container
 from tests.support.playbooks import run_playbook
@@ -200,6 +203,34 @@ def test_troubles_and_drift_of_an_app_behind_nginx_show_and_clear(dpl, repos, lx
     report = status(dpl)
     assert ("cleared", "address-changed") in changes_of(report, f"container/{project}")
     assert kinds(report, f"container/{project}") == set()
+
+    # The worker (interval 20 s here) alerts an app that goes down within one interval: a
+    # state seen once is confirmed CONFIRM_AFTER seconds later, not a whole interval later
+    # (which would take up to two intervals, 40 s).
+    registry = Path(dpl.env["DPL_REGISTRY"])
+    worker = Worker(registry, monitor_interval=20, say=lambda _line: None)
+    running = threading.Thread(target=worker.run, daemon=True)
+    started = time.time()
+    running.start()
+    try:
+        for _attempt in range(120):  # its first round (once it holds the registry's worker lock)
+            with Registry.open(registry) as reg:
+                if reg.latest_samples([target]).get(target, {}).get("at", 0) > started:
+                    break
+            time.sleep(0.25)
+        sh(f"systemctl stop {unit}")
+        stopped = time.time()
+        while time.time() - stopped < 60:
+            with Registry.open(registry) as reg:
+                if reg.states()[target]["state"] == "down":
+                    break
+            time.sleep(0.25)
+        said_down = time.time() - stopped
+        assert said_down <= 20 + monitor.CONFIRM_AFTER + 6, said_down
+    finally:
+        worker.stop()
+        running.join(timeout=60)
+        sh(f"systemctl start {unit}")
 
 
 def test_a_container_made_outside_dpl_is_imported_and_then_managed(dpl, lxd_client):

@@ -46,8 +46,12 @@ def test_the_urls_come_from_a_file_and_none_is_no_alert(tmp_path, monkeypatch):
 
 def test_flapping_is_damped(reg):
     assert reg.set_state("app/shop/web", "up", confirm=2) is None  # first seen
+    assert reg.pending_states() == 0
     assert reg.set_state("app/shop/web", "down", confirm=2) is None  # once: not yet
+    assert reg.pending_states() == 1  # the worker looks again in CONFIRM_AFTER seconds
     assert reg.set_state("app/shop/web", "up", confirm=2) is None  # back: nothing happened
+    assert reg.pending_states() == 0
     assert reg.set_state("app/shop/web", "down", confirm=2) is None
     assert reg.set_state("app/shop/web", "down", confirm=2)["state"] == "up"  # twice in a row: it counts
+    assert reg.pending_states() == 0
     assert reg.states()["app/shop/web"]["state"] == "down"

@@ -268,16 +268,19 @@ def _served_domains(text: str) -> tuple[list[str], list[str]]:
     return names, certificates
 
 
-def vhost_drift(sites_dir: Path, apps: list[dict[str, Any]]) -> list[dict[str, str]]:
+def vhost_drift(sites_dir: Path, apps: list[dict[str, Any]], busy: set[str] = frozenset()) -> list[dict[str, str]]:
     """On this machine's nginx: an app domain without its vhost (in sites-available and
     enabled), a vhost with DPL's marker for a domain no app has, a certificate near expiry.
-    The web app's own vhost (proxied to loopback) is not an app's."""
+    The web app's own vhost (proxied to loopback) is not an app's; an app in ``busy`` (a job
+    is writing its vhosts) is not looked at for missing ones."""
     from dpl_web.collection import nginx
 
     drift = []
     wanted = {domain: f"{app['project']}/{app['name']}" for app in apps for domain in app["domains"]}
     enabled = sites_dir.parent / SITES_ENABLED
     for domain, app in sorted(wanted.items()):
+        if f"app/{app}" in busy:
+            continue
         name = nginx.file_name(domain)
         if not (sites_dir / name).is_file() or not (enabled / name).exists():
             drift.append({"kind": "vhost-missing", "target": f"app/{app}",
@@ -338,6 +341,9 @@ def collect(registry_path: Path | str, timeout: float = HEALTH_TIMEOUT) -> Round
         previous = reg.latest_samples([f"container/{container['name']}" for container in containers]
                                       + [f"app/{app['project']}/{app['name']}" for app in apps])
         released = reg.latest_jobs(kinds=RELEASE_KINDS, status="successful")
+        # An app a job is working on may be between two states (its new release live, the job
+        # not finished yet): its service, commit and vhosts are compared once the job is done.
+        busy = {job["target"] for job in reg.list_jobs(status=["queued", "running"], limit=1000)}
         cursor = reg.traffic_cursor()
     found = Round(at=time.time(), previous=previous)
     recorded = {container["name"]: container for container in containers}
@@ -370,10 +376,10 @@ def collect(registry_path: Path | str, timeout: float = HEALTH_TIMEOUT) -> Round
         figures.update(nginx_figures.get(name, {}))
         if name in services:
             _add_service(found, name, figures, services[name], previous.get(f"app/{name}"),
-                         released.get(f"app/{name}"))
+                         None if f"app/{name}" in busy else released.get(f"app/{name}"))
         found.troubles += _app_troubles(name, figures)
     if "local" in by_host and local_apps:
-        found.drift += vhost_drift(Path(by_host["local"]["nginx_sites_dir"]), local_apps)
+        found.drift += vhost_drift(Path(by_host["local"]["nginx_sites_dir"]), local_apps, busy)
     return found
 
 
@@ -387,13 +393,14 @@ def _services_of(host: dict[str, Any], container: str, apps: list[dict[str, Any]
 
 def _add_service(found: Round, name: str, figures: dict[str, Any], service: dict[str, Any],
                  previous: dict[str, Any] | None, release_job: dict[str, Any] | None) -> None:
-    """An app's service figures, and the drift they show."""
+    """An app's service figures, and the drift they show against ``release_job``, the last
+    job that put a release live (None: never deployed, or a job is at work on it)."""
     total = service["restarts_total"]
     before = (previous or {}).get("restarts_total")
     figures.update(service=service["service"], restarts_total=total, live_release=service["live_release"],
                    live_commit=service["live_commit"],
                    restarts=None if total is None or before is None else (total - before if total >= before else total))
-    if service["service"] == "missing":
+    if service["service"] == "missing" and release_job:
         found.drift.append({"kind": "service-missing", "target": f"app/{name}",
                             "message": f"{name}'s service is not in its container",
                             "fix": f"deploy it again (dpl deploy {name})"})

@@ -71,6 +71,8 @@ options:
     description:
       - Fixed IPv4 address on the container's nic (C(ipv4.address) of the nic device). Leave
         it unset to let LXD's DHCP pick one.
+      - A running container given another address is restarted, so that it gets it with its
+        next lease; one that has the address already (its lease pinned as it is) keeps running.
     type: str
   network:
     description:
@@ -357,9 +359,14 @@ class ContainerManager:
         if not (changed_keys or changed_devices or profiles_differ):
             return
         nic = self.params["nic"]
-        if nic in changed_devices and (current_devices.get(nic) or {}).get("ipv4.address") != \
-                devices[nic].get("ipv4.address"):
-            self.needs_restart = True
+        wanted_ipv4 = devices.get(nic, {}).get("ipv4.address")
+        if nic in changed_devices and (current_devices.get(nic) or {}).get("ipv4.address") != wanted_ipv4:
+            # A new fixed address reaches a running container with its next DHCP lease, so
+            # it is restarted; not when it has that address already (its lease pinned as it
+            # is, as when a container made outside DPL is imported: its apps keep running).
+            running_with_it = current.get("status") == "Running" and wanted_ipv4 in \
+                self.client.ipv4_addresses(self.name, nic)
+            self.needs_restart = not running_with_it
         body = {
             "architecture": current.get("architecture"),
             "config": dict(current_config, **config),

@@ -188,7 +188,12 @@ def containers_create():
 IMPORTABLE = {"type": "object", "properties": {
     "name": {"type": "string"}, "host": {"type": "string"}, "status": {"type": "string"},
     **{key: fields.json_schema("container")["properties"][key]
-       for key in ("ipv4", "profiles", "cpu", "memory", "disk", "notes")}}}
+       for key in ("ipv4", "profiles", "cpu", "memory", "disk", "notes")},
+    # The /root/apps folders found in it, offered as apps (not recorded).
+    "apps": {"type": "array", "items": {"type": "object", "properties": {
+        "port": {"type": ["integer", "null"]},
+        **{key: {"type": ["string", "null"]} for key in ("project", "name", "path", "package_name", "start",
+                                                         "start_script", "repo", "why", "add")}}}}}}
 
 
 @route("GET", "/containers/importable/{name}", "what importing a container made outside DPL would record "

@@ -264,10 +264,14 @@ def cmd_container_import(args: argparse.Namespace) -> int:
     ctx = _ctx(args)
     if args.dry_run:
         found = services.container_in_lxd(ctx, args.name, args.host)
+        offers = [f"found {offer['path']}" + (f" ({offer['package_name']})" if offer["package_name"] else "")
+                  + (f", listening on {offer['port']}" if offer["port"] else "") + f": {offer['add']}"
+                  + (f"  [{offer['why']}]" if offer["why"] else "") for offer in found["apps"]]
         _emit(args, {"changed": False, "container": found},
-              [f"would record container {args.name} as LXD has it:", *_fields(found, tuple(found)),
+              [f"would record container {args.name} as LXD has it:",
+               *_fields(found, [key for key in found if key != "apps"]),
                "then reconfigure it: pin its address, lay out /root/apps, /root/backups and /root/deploy"
-               if found["status"] == "Running" else "(start it afterwards to lay out its directories)"])
+               if found["status"] == "Running" else "(start it afterwards to lay out its directories)", *offers])
         return EXIT_OK
     outcome = services.import_container(ctx, args.name, args.host)
     if outcome.job is None:
@@ -275,7 +279,9 @@ def cmd_container_import(args: argparse.Namespace) -> int:
               [f"recorded container {args.name}", *_container_text(outcome.record), *outcome.notes])
         return EXIT_OK
     return _run_job(args, outcome, f"reconfigure of imported container {args.name}",
-                    extra={"container": outcome.record})
+                    extra={"container": outcome.record, "notes": outcome.notes},
+                    done=[f"imported container {args.name}: its address pinned, its directories laid out",
+                          *outcome.notes])
 
 
 def cmd_container_list(args: argparse.Namespace) -> int:
@@ -546,9 +552,10 @@ def cmd_app_history(args: argparse.Namespace) -> int:
     else:
         rows = found["backups"] or []
         text = _table(rows, [("backup", lambda r: r["name"]), ("time", lambda r: r["time"]),
-                             ("commit", lambda r: r["commit"]), ("size", lambda r: _size(r["size"]))],
+                             ("commit", lambda r: r["commit"]), ("size", lambda r: _size(r["size"])),
+                             ("kept in", lambda r: ", ".join(r["kept_in"]))],
                       f"{args.app} has no backups yet (each deploy backs up the release it replaces)")
-        _emit(args, {"backups": rows}, text)
+        _emit(args, {"backups": rows, "host_copies": found["host_copies"]}, text)
     return EXIT_OK
 
 
@@ -639,6 +646,29 @@ def cmd_job_cancel(args: argparse.Namespace) -> int:
     job = services.cancel_job(_ctx(args), args.id).record
     state = "canceled" if job["status"] == "canceled" else "asked to stop (the worker stops it within a moment)"
     _emit(args, {"changed": True, "job": {k: v for k, v in job.items() if k != "log"}}, f"job {job['id']}: {state}")
+    return EXIT_OK
+
+
+def cmd_vhost_import(args: argparse.Namespace) -> int:
+    ctx = _ctx(args)
+    if not args.dry_run and not args.json:
+        print("dpl: the adopted blocks leave the file, and one job writes DPL's vhosts for their domains",
+              file=sys.stderr, flush=True)
+    found = services.import_vhosts(ctx, args.host, args.file, dry_run=args.dry_run)
+    lines = [f"{found['file']}:"]
+    for block in found["blocks"]:
+        what = (f"-> {block['app']}" if block["app"] and block["app"] != "(redirect)" else
+                "-> goes (DPL's vhosts redirect to https themselves)" if block["app"] else f"stays: {block['why']}")
+        lines.append(f"  line {block['line']:<5} {' '.join(block['names']) or '-':<40} {what}")
+    if not found["adopt"]:
+        lines.append("nothing to import")
+    elif args.dry_run:
+        lines += [f"would add to {app}: {', '.join(domains)}" for app, domains in found["adopt"].items()]
+        lines.append("(dry run: nothing changed)")
+    else:
+        lines += [f"{app} serves {', '.join(domains)} through DPL's vhosts" for app, domains in found["adopt"].items()]
+        lines.append(f"the adopted blocks left {found['file']}; its copy from before: {found['backup']}")
+    _emit(args, found, lines)
     return EXIT_OK
 
 
@@ -1087,6 +1117,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("app", nargs="?", metavar="PROJECT/APP")
     sub.add_argument("--ref", help="branch, tag or commit (default: the app's ref in the registry)")
     sub.add_argument("--from-json", metavar="FILE", help="the request as JSON ('-': standard input)")
+
+    vhosts = commands.add_parser("vhost", help="nginx server blocks written by hand").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    sub = command(vhosts, "import", cmd_vhost_import,
+                  "adopt the server blocks of an nginx file (default: sites-available/default) that proxy to an "
+                  "app: its domains get DPL's vhosts, then the blocks leave the file (a copy kept)")
+    sub.add_argument("file", nargs="?", help="the nginx file (default: the host's sites-available/default)")
+    sub.add_argument("--host", default="local", help="the LXD host whose nginx it is (default local)")
+    sub.add_argument("--dry-run", action="store_true", help="show what would be imported; change nothing")
 
     sub = command(commands, "example", cmd_example,
                   "publish examples/hello and deploy it behind nginx on hello.dpl.test (scripts/setup runs this)")

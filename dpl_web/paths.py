@@ -45,6 +45,13 @@ def registry_path() -> Path:
     return Path(value) if value else data_dir() / "registry.sqlite3"
 
 
+def host_backups_dir(registry: Path | str) -> Path:
+    """Where copies of the apps' backups are kept on the control plane's machine, so that
+    they outlive the container they were made in: ``backups/<project>/<app>/`` beside the
+    registry (``~/.local/share/dpl/backups`` for the default registry)."""
+    return Path(registry).parent / "backups"
+
+
 def admin_password_path() -> Path:
     """Where scripts/setup leaves the first admin's password (mode 0600)."""
     return data_dir() / "admin-password"

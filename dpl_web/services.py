@@ -11,6 +11,7 @@ one): the worker (dpl_web.jobs.worker) runs it, and anyone can follow it
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
@@ -21,7 +22,7 @@ from typing import Any
 
 from dpl_web import paths, webhooks
 from dpl_web.collection import host_client, lxd, releases, validation
-from dpl_web.errors import Conflict, Forbidden, JobFailed, NotFound
+from dpl_web.errors import Conflict, DplError, Forbidden, JobFailed, NotFound
 from dpl_web.jobs import follow, worker
 from dpl_web.jobs.kinds import COALESCING, CONTAINER_OPERATIONS, RELEASE_KINDS
 from dpl_web.registry import Registry, app_request, check_fields, split_app
@@ -272,10 +273,14 @@ def container_in_lxd(ctx: Context, name: str, host: str = "local") -> dict[str, 
         host_record = reg.get_host(host)
         if any(container["name"] == name for container in reg.list_containers()):
             raise Conflict(f"the registry has container {name} already", "edit it instead", "edit")
+    from dpl_web import found_apps
+
     try:
         with host_client(host_record, 10) as client:
             instance = client.get(f"/1.0/instances/{name}")
             state = client.get(f"/1.0/instances/{name}/state")
+            # Its /root/apps folders, read without changing anything: offered as apps.
+            offers = found_apps.parse(found_apps.read(client, name)) if instance.get("status") == "Running" else []
     except lxd.LXDError as exc:
         raise NotFound("container", name, f"LXD on {host} has no such container (lxc list shows what it has)") \
             from exc
@@ -304,14 +309,18 @@ def container_in_lxd(ctx: Context, name: str, host: str = "local") -> dict[str, 
     except validation.ValidationError as exc:
         advice = f"{exc.rule} (LXD has this for {name}: change it there, then import it)"
         raise validation.ValidationError(exc.field, exc.value, advice) from None
-    return {"name": name, "host": host, "status": instance.get("status") or "Unknown", **fields}
+    for offer in offers:
+        offer["add"] = found_apps.add_command(name, offer)
+    return {"name": name, "host": host, "status": instance.get("status") or "Unknown", **fields, "apps": offers}
 
 
 @audited("container.import", "container/{}")
 def import_container(ctx: Context, name: str, host: str = "local") -> Outcome:
     """Record a container made outside DPL as LXD has it (:func:`container_in_lxd`), then
     queue a reconfigure, which pins its address and lays out /root/apps, /root/backups and
-    /root/deploy where missing. From then on it is managed like any other."""
+    /root/deploy where missing. From then on it is managed like any other. The apps found in
+    its /root/apps are offered (the notes say how to record each), not recorded: nothing in
+    them changes until they are deployed."""
     found = container_in_lxd(ctx, name, host)
     with ctx.open() as reg:
         fields = {key: found[key] for key in ("ipv4", "profiles", "cpu", "memory", "disk", "notes")
@@ -319,6 +328,8 @@ def import_container(ctx: Context, name: str, host: str = "local") -> Outcome:
         reg.add_container(name, host, **fields)
         container = reg.set_container_status(name, found["status"], ipv4=found["ipv4"])
     outcome = Outcome(container, True)
+    outcome.notes += [f"found {offer['path']}: record it with: {offer['add']}" + (f" ({offer['why']})" if offer["why"]
+                      else "") for offer in found["apps"]]
     if found["status"] == "Running":
         queued = _queue(ctx, "container-reconfigure", f"container/{name}",
                         {"container": name, "operation": "reconfigure", "force": False})
@@ -503,6 +514,75 @@ def _vhost_params(reg: Registry, app: dict[str, Any], removed: list[str], added:
     return {"nginx_edge_apps": apps, "nginx_edge_public_ipv4": host["public_ipv4"] or ""}
 
 
+def import_vhosts(ctx: Context, host: str = "local", file: str | None = None, dry_run: bool = False,
+                  on_event: Any = None) -> dict[str, Any]:
+    """Adopt the server blocks of an operator's nginx file (dpl_web.vhost_import): each block
+    proxied to an app becomes domains of that app, served by DPL's own vhosts. The blocks
+    leave the file first (a copy kept, nginx not reloaded yet), then ONE vhost job writes
+    DPL's vhosts for every app, tests the whole configuration and reloads: both changes take
+    effect in the same reload. When it fails, the file and the records are put back as they
+    were, and the vhosts it wrote before failing are removed again (nginx reloaded as it was).
+    With ``dry_run``, only what would be done."""
+    from dpl_web import vhost_import
+
+    with ctx.open() as reg:
+        host_record = reg.get_host(host)
+        if host_record["endpoint"] != "unix:":
+            raise Conflict(f"host {host}'s nginx is not on this machine", "run dpl vhost import where nginx runs",
+                           "elsewhere")
+        path = Path(validation.absolute_path(file, "file") if file else
+                    os.path.join(host_record["nginx_sites_dir"], vhost_import.DEFAULT_FILE))
+        if not path.is_file():
+            raise NotFound("file", str(path), "give the nginx file that holds the server blocks")
+        found = vhost_import.plan(reg, path, host)
+    summary = {"file": str(path), "adopt": found["adopt"], "dry_run": dry_run, "job": None, "backup": None,
+               "blocks": [{"line": block.line, "names": block.names, "listens": block.listens,
+                           "app": block.app, "domains": block.domains, "why": block.why} for block in found["blocks"]]}
+    if dry_run or not found["adopt"]:
+        return summary
+    lines = [block.line for block in found["blocks"] if block.app]
+    added: dict[str, list[str]] = {}
+    with ctx.open() as reg:
+        for app, domains in found["adopt"].items():
+            current = reg.get_app(*split_app(app))["domains"]
+            if [domain for domain in domains if domain not in current]:
+                added[app] = [domain for domain in domains if domain not in current]
+    if not added:  # recorded already (an import that stopped half way): only the blocks are left to go
+        summary["backup"] = str(vhost_import.take_out_blocks(path, lines))
+        return summary
+    backup, original = vhost_import.write_without_blocks(path, lines)
+    summary["backup"] = str(backup)
+    try:
+        params: dict[str, Any] = {"nginx_edge_apps": []}
+        for app, domains in added.items():
+            record = edit_app(ctx, app, add_domains=domains, record_only=True).record
+            with ctx.open() as reg:
+                one = _vhost_params(reg, record, [], domains)
+            params["nginx_edge_apps"] += one["nginx_edge_apps"]
+            params["nginx_edge_public_ipv4"] = one["nginx_edge_public_ipv4"]
+        job = _queue(ctx, "app-domains", f"host/{host}", params).job
+        summary["job"] = wait(ctx, job, on_event)["id"]
+    except DplError:
+        # The file as it was, and the vhosts the job may have written for some domains before
+        # it failed on another removed (a job of their own, which tests and reloads nginx).
+        path.write_text(original)
+        undo: dict[str, Any] = {"nginx_edge_apps": []}
+        for app, domains in added.items():
+            with contextlib.suppress(DplError), ctx.open() as reg:
+                one = _vhost_params(reg, reg.get_app(*split_app(app)), domains, [])
+                undo["nginx_edge_apps"] += one["nginx_edge_apps"]
+                undo["nginx_edge_public_ipv4"] = one["nginx_edge_public_ipv4"]
+            with contextlib.suppress(DplError):
+                edit_app(ctx, app, remove_domains=domains, record_only=True)
+        if undo["nginx_edge_apps"]:
+            with contextlib.suppress(DplError):
+                wait(ctx, _queue(ctx, "app-domains", f"host/{host}", undo).job, on_event)
+        raise
+    with ctx.open() as reg:  # the apps' changes are in the trail already; this is the file's
+        reg.add_audit(ctx.who, "vhost.import", f"host/{host}", {"fields": ["file"]}, job["id"])
+    return summary
+
+
 @audited("app.remove", "app/{}")
 def remove_app(ctx: Context, app: str, record_only: bool = False) -> Outcome:
     """Take the app out of service (service, releases, vhosts) and then remove its record,
@@ -554,9 +634,31 @@ def restore(ctx: Context, app: str, backup: str) -> Outcome:
 
 def app_history(ctx: Context, app: str, on_event: Any = None) -> dict[str, Any]:
     """The app's releases and backups, as its container has them (a job asks it, and this
-    waits for it)."""
+    waits for it), and the copies of its backups on this machine (``host_copies``)."""
     job = wait(ctx, _app_job(ctx, "app-info", app).job, on_event)
-    return job["result"]
+    copies = host_backups(ctx, app)
+    in_container = {backup["name"]: backup for backup in job["result"].get("backups") or []}
+    on_host = {copy["name"]: copy for copy in copies}
+    # Every backup there is, each saying where it is kept: a restore takes either.
+    backups = [{**(in_container.get(name) or on_host[name]),
+                "kept_in": [place for place, there in (("container", in_container), ("controller", on_host))
+                            if name in there]}
+               for name in sorted(in_container.keys() | on_host.keys())]
+    return {**job["result"], "backups": backups, "host_copies": copies}
+
+
+def host_backups(ctx: Context, app: str) -> list[dict[str, Any]]:
+    """The copies of the app's backups on this machine (paths.host_backups_dir), oldest
+    first, each with the SHA-256 recorded when it was copied."""
+    project, name = split_app(app)
+    folder = paths.host_backups_dir(ctx.registry_path) / project / name
+    copies = releases.list_backups_in(str(folder))
+    for copy in copies:
+        try:
+            copy["sha256"] = (folder / f"{copy['name']}.sha256").read_text().split()[0]
+        except (OSError, IndexError):
+            copy["sha256"] = None
+    return copies
 
 
 def app_logs(ctx: Context, app: str, lines: int = 100, since: str | None = None,

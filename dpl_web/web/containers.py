@@ -49,6 +49,29 @@ def show(name: str):
                            jobs=services.list_jobs(context, container=name, limit=10))
 
 
+@bp.route("/import/<name>", methods=["GET", "POST"])
+def import_(name: str):
+    """A container made outside DPL (the dashboard's unknown-container drift): what would be
+    recorded and the apps found in it, then, confirmed, the import."""
+    if request.method == "GET" or "confirmed" not in request.form:
+        found = services.container_in_lxd(ctx(), name)
+        limits = ", ".join(f"{key} {found[key]}" for key in ("cpu", "memory", "disk") if found[key]) or "no limits"
+        offers = "; ".join(f"{offer['path']} ({offer['add']})" for offer in found["apps"]) or "none"
+        return render_template("confirm.html", title=f"Import container {name}?", button="Import",
+                               button_class="primary",
+                               detail=f"It is recorded as LXD has it ({found['status']}, {found['ipv4']}, {limits}, "
+                                      f"profiles {', '.join(found['profiles'])}), then reconfigured: its address "
+                                      f"pinned, /root/apps, /root/backups and /root/deploy laid out where missing. "
+                                      f"Apps found in it, offered (record each with the command shown): {offers}.",
+                               back=url_for("dashboard.index"))
+    outcome = services.import_container(ctx(), name)
+    if outcome.job is None:
+        for note in outcome.notes:
+            flash(note, "info")
+        return redirect(url_for("containers.show", name=name))
+    return queued_redirect(outcome, f"container {name}: import")
+
+
 @bp.route("/<name>/edit", methods=["GET", "POST"])
 def edit(name: str):
     def save(values):

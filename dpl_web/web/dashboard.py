@@ -26,10 +26,11 @@ def index():
     for container in seen["containers"]:
         container["last_job"] = seen["last_jobs"].get(f"container/{container['name']}")
         container["sample"] = seen["samples"].get(f"container/{container['name']}")
-    # Drift still present, as the last monitoring round left it (the worker's, or dpl status --record).
+    # Drift and troubles still present, as the last monitoring round left them (the worker's,
+    # or dpl status --record).
     drift = [{"kind": key.split("/")[1], "target": key.split("/", 2)[2], **state}
              for key, state in sorted(seen["states"].items())
-             if key.startswith("drift/") and state["state"] == "present"]
+             if key.startswith(("drift/", "trouble/")) and state["state"] == "present"]
     down = [app for app in seen["apps"] if app["sample"] and not app["sample"].get("up")]
     return render_template("dashboard.html", hosts=seen["hosts"], containers=seen["containers"],
                            projects=seen["projects"], apps=seen["apps"], apps_by_project=apps_by_project,

@@ -71,7 +71,8 @@ notes:
     ipv4, status, status_at); C(dpl_projects), a mapping of project name to C(name) and C(apps),
     a mapping of app name to the app (project, name, repo, ref, port, domains, deploy_script,
     start_command, health_path, keep_releases, keep_backups, env, secret_env_names, app_dir,
-    deploy_dir, backup_dir); and C(dpl_registry), the registry file read."
+    deploy_dir, backup_dir, and host_backup_dir: where copies of its backups are kept on the
+    controller); and C(dpl_registry), the registry file read."
   - What all containers of one LXD host share (the connection settings and C(dpl_host)) is set on
     its C(dpl_host_<host>) group, C(dpl_registry) on C(dpl_containers); the rest on each host.
   - Notes are not in the inventory; C(dpl container show) and C(dpl app show) print them.
@@ -301,6 +302,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     entry = {key: app[key] for key in dpl_registry.INVENTORY_KEYS["app"]}
                     entry["secret_env_names"] = app["secret_env"]
                     entry.update(dpl_registry.layout(project_name, app_name))
+                    entry["host_backup_dir"] = str(dpl_paths.host_backups_dir(registry_path) / project_name / app_name)
                     apps[app_name] = entry
                 projects[project_name] = {"name": project_name, "apps": apps}
             hostvars = wrap_var({

@@ -347,6 +347,9 @@ class Pipeline:
         releases.check_archive(archive)
         if self.check_mode:
             return self.finish(changed=True, backup=backup_name)
+        # A container made again (its backup brought from the controller) has none of the
+        # app's folders yet, as before a first deploy.
+        paths.ensure()
         with releases.AppLock(paths.lock, self.params["lock_timeout"]):
             commit = backup_name[:-len(".tar.gz")].partition("-")[2].split(".")[0] or "unknown"
             restored = {}
@@ -472,9 +475,9 @@ def app_argument_spec(**extra):
         lock_timeout=dict(type="int", default=120),
         script_timeout=dict(type="int", default=900),
         git_timeout=dict(type="int", default=300),
-        apps_root=dict(type="path", default="/root/apps"),
-        backups_root=dict(type="path", default="/root/backups"),
-        deploy_root=dict(type="path", default="/root/deploy"),
+        apps_root=dict(type="path", default=releases.APPS_ROOT),
+        backups_root=dict(type="path", default=releases.BACKUPS_ROOT),
+        deploy_root=dict(type="path", default=releases.DEPLOY_ROOT),
     )
     spec.update(extra)
     return spec

@@ -48,6 +48,10 @@ import urllib.request
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RELEASE_INFO = ".dpl-release.json"
+# The seed's layout in a container: the live apps, their backups, their checkouts.
+APPS_ROOT = "/root/apps"
+BACKUPS_ROOT = "/root/backups"
+DEPLOY_ROOT = "/root/deploy"
 SERVICE_DIR = "/etc/systemd/system"
 APP_CONFIG_DIR = "/etc/dpl/apps"
 OUTPUT_LIMIT = 64 * 1024
@@ -108,8 +112,7 @@ class ServiceSpec:
 
 
 class AppPaths:
-    def __init__(self, project, app, apps_root="/root/apps", backups_root="/root/backups",
-                 deploy_root="/root/deploy"):
+    def __init__(self, project, app, apps_root=APPS_ROOT, backups_root=BACKUPS_ROOT, deploy_root=DEPLOY_ROOT):
         self.project = project
         self.app = app
         self.live = os.path.join(apps_root, project, app)
@@ -621,13 +624,19 @@ def backup(paths, release_id, keep):
 
 
 def list_backups(paths):
+    return list_backups_in(paths.backups)
+
+
+def list_backups_in(directory):
+    """The backups in ``directory``, oldest first: name, time, commit and size (the app's
+    backup folder in its container, or the copies on the controller)."""
     try:
-        names = sorted(n for n in os.listdir(paths.backups) if n.endswith(".tar.gz"))
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".tar.gz"))
     except OSError:
         return []
     backups = []
     for name in names:
-        stat = os.stat(os.path.join(paths.backups, name))
+        stat = os.stat(os.path.join(directory, name))
         stem = name[:-len(".tar.gz")]
         time_part, _sep, commit = stem.partition("-")
         backups.append({"name": name, "time": time_part, "commit": commit.split(".")[0], "size": stat.st_size})

@@ -250,10 +250,29 @@ def test_a_container_made_outside_dpl_is_imported_and_then_managed(dpl, lxd_clie
                 break
         time.sleep(1)
     address = monitor.state_ipv4(lxd_client.get(f"/1.0/instances/{stranger}/state"))
+    # An app laid out by hand, as on the operator's server: a clone with a token in its remote,
+    # running; and a folder whose name DPL does not take.
+    in_container(lxd_client, stranger, """
+        mkdir -p /root/apps/shop/web/.git /root/apps/shop/Bad_Name
+        cd /root/apps/shop/web
+        printf '%s' '{"name": "shop-web", "scripts": {"start": "node server.js"}}' > package.json
+        printf '[remote "origin"]\n\turl = https://deploy:s3cret-token@git.example.test/shop/web.git\n' > .git/config
+        systemd-run --unit dpltest-legacy-web --working-directory=/root/apps/shop/web \
+            node -e "require('http').createServer((q, s) => s.end('legacy')).listen(4100)"
+        for n in $(seq 50); do grep -qi ':1004 ' /proc/net/tcp /proc/net/tcp6 && break; sleep 0.1; done
+    """)
 
     preview = dpl.json("container", "import", stranger, "--dry-run")
     assert preview["changed"] is False
+    offers = preview["container"].pop("apps")
     assert preview["container"] | {"ipv4": address, "memory": "512MiB", "status": "Running"} == preview["container"]
+    web = next(offer for offer in offers if offer["name"] == "web")
+    assert (web["project"], web["package_name"], web["start"], web["port"]) == ("shop", "shop-web", "npm start", 4100)
+    assert web["repo"] == "https://git.example.test/shop/web.git" and web["why"] == ""
+    assert web["add"] == (f"dpl app add shop/web --container {stranger} --repo https://git.example.test/shop/web.git "
+                          "--port 4100")
+    assert "s3cret-token" not in json.dumps(preview)  # the remote's token is a secret
+    assert "Bad_Name" in next(offer["why"] for offer in offers if offer["name"] == "Bad_Name")
     dpl("container", "show", stranger, expect=5)  # the dry run recorded nothing
 
     result = dpl.json("container", "import", stranger)
@@ -262,6 +281,11 @@ def test_a_container_made_outside_dpl_is_imported_and_then_managed(dpl, lxd_clie
     assert (container["ipv4"], container["limits"]["memory"], container["status"]) == (address, "512MiB", "Running")
     assert in_container(lxd_client, stranger, "ls -d /root/apps /root/backups /root/deploy").split() == [
         "/root/apps", "/root/backups", "/root/deploy"]
+    # The app found is offered, not changed: its files and its process are as they were.
+    offered = "found /root/apps/shop/web: record it with: dpl app add shop/web"
+    assert [note for note in result["notes"] if offered in note]
+    assert in_container(lxd_client, stranger, "cat /root/apps/shop/web/package.json; systemctl is-active "
+                                              "dpltest-legacy-web").endswith("active")
     assert lxd_client.get(f"/1.0/instances/{stranger}")["devices"]["eth0"]["ipv4.address"] == address
     report = status(dpl)
     assert kinds(report, target) == set() and ("cleared", "unknown-container") in changes_of(report, target)

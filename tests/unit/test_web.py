@@ -469,3 +469,13 @@ def test_an_apps_up_chart_draws_raw_samples_and_the_page_shows_service_and_nginx
     page = browser.get("/apps/shop/web").get_data(as_text=True)
     for expected in ("0123456789ab", "7 request(s)", "2 5xx", "4.5 ms", 'data-field="errors_5xx"'):
         assert expected in page, expected
+
+
+def test_the_dashboard_offers_to_import_an_unknown_container_and_shows_troubles(browser, stocked):
+    stocked.set_state("drift/unknown-container/container/stray", "present",
+                      "LXD on local has a container stray that the registry does not know")
+    stocked.set_state("trouble/app-errors/app/shop/web", "present", "shop/web answered 9 of 20 requests with a 5xx")
+    stocked.set_state("trouble/app-restarted/app/shop/web", "cleared", "shop/web's service restarted")
+    page = browser.get("/").get_data(as_text=True)
+    assert 'href="/containers/import/stray"' in page and "answered 9 of 20 requests" in page
+    assert "service restarted" not in page  # cleared: no longer shown

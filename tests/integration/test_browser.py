@@ -175,6 +175,8 @@ def run_the_operators_day(dpl, repos, web, page, tmp_path):
     page.click("button:has-text('List the backups')")
     row = page.locator("tr", has=page.locator("button:has-text('Restore')"), has_text=repos[0].commits["v1"][:12])
     assert re.search(r"\d+(\.\d)? (B|kB|MB)", row.inner_text()), row.inner_text()
+    assert "container, controller" in row.inner_text()  # a copy outlives the container
+    page.screenshot(path=str(tmp_path / "backups.png"), full_page=True)
     row.locator("button:has-text('Restore')").click()
     page.click("button:has-text('Restore')")
     page.wait_for_url(re.compile(r"/jobs/\d+$"))

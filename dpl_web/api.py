@@ -204,16 +204,18 @@ def containers_importable(name: str):
 
 
 @route("POST", "/containers/import", "record a container made outside DPL as LXD has it, then reconfigure it "
-                                     "(a job, when it runs: its address pinned, its directories laid out)", 202,
+                                     "(a job, when it runs: its address pinned, its directories laid out); "
+                                     "one recorded already: 200, nothing done", 202,
        body={"type": "object", "properties": {"name": {"type": "string"}, "host": {"type": "string"}},
              "required": ["name"]},
        answer=queued_with(container=ref("container")),
-       more={201: obj(container=ref("container"), notes={"type": "array", "items": {"type": "string"}})})
+       more={201: obj(container=ref("container"), notes={"type": "array", "items": {"type": "string"}}),
+             200: obj(container=ref("container"), notes={"type": "array", "items": {"type": "string"}})})
 def containers_import():
     data = body()
     outcome = services.import_container(ctx(), data.get("name"), data.get("host", "local"))
-    if outcome.job is None:
-        return jsonify(container=outcome.record, notes=outcome.notes), 201
+    if outcome.job is None:  # 200: recorded already, nothing done; 201: recorded (it does not run)
+        return jsonify(container=outcome.record, notes=outcome.notes), 201 if outcome.changed else 200
     return queued(outcome, container=outcome.record)
 
 

@@ -275,7 +275,7 @@ def cmd_container_import(args: argparse.Namespace) -> int:
         return EXIT_OK
     outcome = services.import_container(ctx, args.name, args.host)
     if outcome.job is None:
-        _emit(args, {"changed": True, "container": outcome.record},
+        _emit(args, {"changed": outcome.changed, "container": outcome.record},
               [f"recorded container {args.name}", *_container_text(outcome.record), *outcome.notes])
         return EXIT_OK
     return _run_job(args, outcome, f"reconfigure of imported container {args.name}",

@@ -320,7 +320,12 @@ def import_container(ctx: Context, name: str, host: str = "local") -> Outcome:
     queue a reconfigure, which pins its address and lays out /root/apps, /root/backups and
     /root/deploy where missing. From then on it is managed like any other. The apps found in
     its /root/apps are offered (the notes say how to record each), not recorded: nothing in
-    them changes until they are deployed."""
+    them changes until they are deployed. Importing a container recorded already changes
+    nothing (``changed`` is False)."""
+    with ctx.open() as reg:
+        known = next((container for container in reg.list_containers() if container["name"] == name), None)
+    if known is not None and known["host"] == host:  # imported already: nothing to do
+        return Outcome(known, False, notes=[f"the registry has container {name} already: nothing to import"])
     found = container_in_lxd(ctx, name, host)
     with ctx.open() as reg:
         fields = {key: found[key] for key in ("ipv4", "profiles", "cpu", "memory", "disk", "notes")

@@ -520,14 +520,15 @@ def _vhost_params(reg: Registry, app: dict[str, Any], removed: list[str], added:
 
 
 def import_vhosts(ctx: Context, host: str = "local", file: str | None = None, dry_run: bool = False,
-                  on_event: Any = None) -> dict[str, Any]:
+                  on_event: Any = None, confined: bool = False) -> dict[str, Any]:
     """Adopt the server blocks of an operator's nginx file (dpl_web.vhost_import): each block
     proxied to an app becomes domains of that app, served by DPL's own vhosts. The blocks
     leave the file first (a copy kept, nginx not reloaded yet), then ONE vhost job writes
     DPL's vhosts for every app, tests the whole configuration and reloads: both changes take
     effect in the same reload. When it fails, the file and the records are put back as they
     were, and the vhosts it wrote before failing are removed again (nginx reloaded as it was).
-    With ``dry_run``, only what would be done."""
+    With ``dry_run``, only what would be done. ``confined`` (the web app): the file must be in
+    nginx's own folder, so that no other file of the machine can be read through it."""
     from dpl_web import vhost_import
 
     with ctx.open() as reg:
@@ -537,6 +538,10 @@ def import_vhosts(ctx: Context, host: str = "local", file: str | None = None, dr
                            "elsewhere")
         path = Path(validation.absolute_path(file, "file") if file else
                     os.path.join(host_record["nginx_sites_dir"], vhost_import.DEFAULT_FILE))
+        nginx_dir = Path(host_record["nginx_sites_dir"]).resolve().parent
+        if confined and not path.resolve().is_relative_to(nginx_dir):
+            raise validation.ValidationError("file", str(path), f"must be in nginx's folder {nginx_dir} (the web app "
+                                                                "reads no other file; the dpl command can)")
         if not path.is_file():
             raise NotFound("file", str(path), "give the nginx file that holds the server blocks")
         found = vhost_import.plan(reg, path, host)

@@ -97,7 +97,7 @@ def security_headers(response: Response) -> Response:
 
 def register(app: Flask) -> None:
     from dpl_web import api, hooks
-    from dpl_web.web import admin, apps, auth, containers, dashboard, forms, jobs, monitoring, projects
+    from dpl_web.web import admin, apps, auth, containers, dashboard, forms, jobs, monitoring, projects, vhosts
 
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(app)
@@ -113,6 +113,7 @@ def register(app: Flask) -> None:
     app.after_request(security_headers)
     app.register_error_handler(DplError, page_error)
     app.register_error_handler(CSRFError, csrf_error)
-    for blueprint in (auth.bp, dashboard.bp, containers.bp, projects.bp, apps.bp, jobs.bp, admin.bp, monitoring.bp):
+    for blueprint in (auth.bp, dashboard.bp, containers.bp, projects.bp, apps.bp, jobs.bp, admin.bp, monitoring.bp,
+                      vhosts.bp):
         app.register_blueprint(blueprint)
     forms.register_filters(app)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from pathlib import Path
 
 import pylxd
 import pytest
@@ -225,6 +226,21 @@ def run_the_operators_day(dpl, repos, web, page, tmp_path):
     outputs = page.locator("pre.deploy-output")
     assert outputs.count() == 3 and f"job #{rollback}" in page.content()
     page.screenshot(path=str(tmp_path / "logs.png"), full_page=True)
+
+    # The page that adopts hand-written server blocks: what it would do with one (looked at only).
+    legacy = Path("/etc/nginx/sites-available") / f"{name}-legacy"  # (not enabled)
+    address = dpl.json("container", "show", name)["container"]["ipv4"]
+    legacy.write_text(f"server {{\n    listen 443 ssl;\n    server_name old.{domain};\n"
+                      f"    location / {{ proxy_pass http://{address}:3000; }}\n}}\n")
+    try:
+        page.goto(base + "/")
+        page.click("text=Import nginx server blocks…")
+        page.fill("#f-file", str(legacy))
+        page.click("button:has-text('Read it')")
+        assert f"{name}/web gets old.{domain}." in page.content()
+        page.screenshot(path=str(tmp_path / "vhost_import.png"), full_page=True)
+    finally:
+        legacy.unlink()
 
     page.goto(base + "/")
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)

@@ -479,3 +479,25 @@ def test_the_dashboard_offers_to_import_an_unknown_container_and_shows_troubles(
     page = browser.get("/").get_data(as_text=True)
     assert 'href="/containers/import/stray"' in page and "answered 9 of 20 requests" in page
     assert "service restarted" not in page  # cleared: no longer shown
+
+
+def test_the_vhost_import_page_shows_where_each_block_would_go(browser, stocked, tmp_path):
+    (tmp_path / "nginx" / "sites-available").mkdir(parents=True)
+    stocked.update_host("local", nginx_sites_dir=str(tmp_path / "nginx" / "sites-available"))
+    legacy = tmp_path / "nginx" / "sites-available" / "default"
+    address = stocked.get_container("web1")["ipv4"]
+    legacy.write_text("server {\n  listen 80;\n  server_name shop.example.com;\n  return 301 https://$host;\n}\n"
+                      "server {\n  listen 443 ssl;\n  server_name shop.example.com;\n"
+                      f"  location / {{ proxy_pass http://{address}:3000; }}\n}}\n"
+                      "server {\n  listen 443 ssl;\n  server_name x.example.com;\n"
+                      "  location / { proxy_pass http://10.210.0.250:3000; }\n}\n")
+    assert 'href="/vhosts/import"' in browser.get("/").get_data(as_text=True)
+    page = browser.get(f"/vhosts/import?file={legacy}").get_data(as_text=True)
+    assert "shop/web gets shop.example.com." in page and ">Import</button>" in page
+    assert "goes (DPL" in page and "stays: it proxies to 10.210.0.250" in page
+    assert legacy.read_text().count("server {") == 3  # looking changes nothing
+    assert browser.get(f"/vhosts/import?file={tmp_path}/nginx/nope").status_code == 404
+    # No file outside nginx's folder is read through the page (the dpl command may read any).
+    (tmp_path / "secret").write_text("root:x:0:0\n")
+    refused = browser.get(f"/vhosts/import?file={tmp_path}/nginx/../secret")
+    assert refused.status_code == 422 and "root:x" not in refused.get_data(as_text=True)

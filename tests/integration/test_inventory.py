@@ -136,6 +136,8 @@ def test_list_from_the_checkouts_config(known_registry):
         "env": {"JINJA": "{{ 7 * 6 }}", "NODE_ENV": "production"}, "secret_env_names": ["DB_PASSWORD"],
         "app_dir": "/root/apps/my-shop/web", "deploy_dir": "/root/deploy/my-shop/web",
         "backup_dir": "/root/backups/my-shop/web",
+        # The controller's copies of its backups: beside the registry the inventory was read from.
+        "host_backup_dir": str(known_registry.parent / "backups" / "my-shop" / "web"),
     }
     assert hostvars["spare"]["dpl_projects"] == {}
 

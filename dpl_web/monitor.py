@@ -193,11 +193,9 @@ def service_unit(app: dict[str, Any]) -> str:
 
 
 def _release_commit(release_id: str | None) -> str | None:
-    """The commit part of a release id (``<UTC time>-<commit[:12]>``)."""
-    if not release_id or "-" not in release_id:
-        return None
-    commit = release_id.rsplit("-", 1)[1]
-    return None if commit == "unknown" else commit
+    """The commit a live release id names (None when unknown)."""
+    commit = releases.name_parts(release_id)[1] if release_id else ""
+    return None if commit in ("", "unknown") else commit
 
 
 def check_services(client: lxd.LXDClient, container: str, apps: list[dict[str, Any]],

@@ -351,7 +351,7 @@ class Pipeline:
         # app's folders yet, as before a first deploy.
         paths.ensure()
         with releases.AppLock(paths.lock, self.params["lock_timeout"]):
-            commit = backup_name[:-len(".tar.gz")].partition("-")[2].split(".")[0] or "unknown"
+            commit = releases.name_parts(backup_name)[1] or "unknown"
             restored = {}
 
             def from_backup(building):

@@ -623,6 +623,16 @@ def backup(paths, release_id, keep):
     return target
 
 
+def name_parts(name):
+    """``(time, commit)`` of a release id or a backup's file name, both made as
+    ``<UTC time>-<commit[:12]>`` (:meth:`AppPaths.new_release_id`), with ``.<n>`` for a second
+    one within the same second and ``.tar.gz`` for a backup. The commit part may be
+    ``unknown``, and is "" in a name of another form."""
+    stem = name[:-len(".tar.gz")] if name.endswith(".tar.gz") else name
+    time_part, _sep, rest = stem.partition("-")
+    return time_part, rest.split(".")[0]
+
+
 def list_backups(paths):
     return list_backups_in(paths.backups)
 
@@ -637,9 +647,8 @@ def list_backups_in(directory):
     backups = []
     for name in names:
         stat = os.stat(os.path.join(directory, name))
-        stem = name[:-len(".tar.gz")]
-        time_part, _sep, commit = stem.partition("-")
-        backups.append({"name": name, "time": time_part, "commit": commit.split(".")[0], "size": stat.st_size})
+        time_part, commit = name_parts(name)
+        backups.append({"name": name, "time": time_part, "commit": commit, "size": stat.st_size})
     return backups
 
 

@@ -86,5 +86,7 @@ def test_the_unit_is_the_live_slots_or_the_apps_one():
 
 def test_the_commit_of_a_release_id():
     assert monitor._release_commit("20261205T101010Z-0123456789ab") == "0123456789ab"
+    # A second release within the same second: the commit is still the commit.
+    assert monitor._release_commit("20261205T101010Z-0123456789ab.2") == "0123456789ab"
     assert monitor._release_commit("20261205T101010Z-unknown") is None
     assert monitor._release_commit("") is None and monitor._release_commit("web") is None

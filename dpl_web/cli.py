@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from dpl_web import errors, paths, registry, services
+from dpl_web import errors, paths, registry, repo_access, services
 from dpl_web.collection import validation
 from dpl_web.errors import DplError, JobFailed
 from dpl_web.jobs import follow
@@ -379,6 +379,73 @@ def cmd_project_remove(args: argparse.Namespace) -> int:
     return _run_job(args, outcome, f"removal of project {args.name} and its apps",
                     extra={"changed": True, "removed": outcome.record, "jobs": [outcome.job["id"]]},
                     done=_removed(outcome.record))
+
+
+# -- private repositories ------------------------------------------------------------------
+
+
+def _access_text(access: dict[str, Any]) -> list[str]:
+    key, token = access["deploy_key"], access["token"]
+    lines = [f"deploy key:      {key['fingerprint']} (made {key['created_at']})" if key else
+             f"deploy key:      none (`dpl project key {access['project']}` makes one)"]
+    lines.append(f"token:           set for user {token['user']} ({token['set_at']})" if token
+                 else "token:           none")
+    lines += [f"host key:        {pin['host']} {pin['type']} {pin['fingerprint']} (pinned {pin['pinned_at']})"
+              for pin in access["host_keys"]] or ["host keys:       none pinned (the first deploy over ssh pins them)"]
+    return lines
+
+
+def cmd_project_key(args: argparse.Namespace) -> int:
+    ctx = _ctx(args)
+    if args.remove:
+        outcome = repo_access.remove_deploy_key(ctx, args.project)
+        _emit(args, {"changed": outcome.changed, "access": outcome.record},
+              [f"project {args.project}: deploy key {'removed' if outcome.changed else 'was not set'}; the next deploy "
+               "deletes its copy in the container; remove it from the git host too"])
+        return EXIT_OK
+    outcome = repo_access.deploy_key(ctx, args.project, rotate=args.rotate)
+    key = outcome.record["deploy_key"]
+    said = ("made a new deploy key" if outcome.changed else "the deploy key") + f" of project {args.project}"
+    _emit(args, {"changed": outcome.changed, "access": outcome.record},
+          [f"{said} ({key['fingerprint']}); add this public key to the repository's deploy keys (read access):",
+           key["public"]])
+    return EXIT_OK
+
+
+def cmd_project_token(args: argparse.Namespace) -> int:
+    ctx = _ctx(args)
+    if args.remove:
+        outcome = repo_access.remove_token(ctx, args.project)
+        _emit(args, {"changed": outcome.changed, "access": outcome.record},
+              [f"project {args.project}: token {'removed' if outcome.changed else 'was not set'}"])
+        return EXIT_OK
+    # Never from argv (the process list and the shell's history would show it).
+    token = (getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.readline()).strip()
+    outcome = repo_access.set_token(ctx, args.project, token, user=args.user)
+    _emit(args, {"changed": outcome.changed, "access": outcome.record},
+          [f"project {args.project}: token set for user {outcome.record['token']['user']}; "
+           "deploys from https:// repositories send it"])
+    return EXIT_OK
+
+
+def cmd_project_host_keys(args: argparse.Namespace) -> int:
+    ctx = _ctx(args)
+    if args.pin:
+        lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
+        outcome = repo_access.pin_host_keys(ctx, args.project, lines)
+        _emit(args, {"changed": outcome.changed, "pinned": outcome.record},
+              [f"pinned {pin['host']} {pin['type']} {pin['fingerprint']}" for pin in outcome.record]
+              or ["nothing new to pin"])
+        return EXIT_OK
+    if args.forget:
+        outcome = repo_access.forget_host_key(ctx, args.project, args.forget)
+        _emit(args, {"changed": outcome.changed, "access": outcome.record},
+              [f"project {args.project}: {args.forget} "
+               + ("forgotten; the next deploy pins the key it answers with" if outcome.changed else "was not pinned")])
+        return EXIT_OK
+    access = repo_access.access(ctx, args.project)
+    _emit(args, {"access": access}, _access_text(access))
+    return EXIT_OK
 
 
 # -- apps ----------------------------------------------------------------------------------
@@ -1055,6 +1122,26 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also remove its apps: each is taken out of service first (backups kept)")
     sub.add_argument("--record-only", action="store_true",
                      help="with --cascade: only remove the registry records, touch no container")
+
+    sub = command(projects, "key", cmd_project_key, "show the project's deploy key for private repositories "
+                  "(made the first time)")
+    sub.add_argument("project")
+    sub.add_argument("--rotate", action="store_true", help="make a new one (add it to the git host, deploy, then "
+                                                           "remove the old one there)")
+    sub.add_argument("--remove", action="store_true", help="forget it (the next deploy deletes its copy)")
+    sub = command(projects, "token", cmd_project_token, "set the project's token for https repositories "
+                  "(read from standard input or prompted, never an argument)")
+    sub.add_argument("project")
+    sub.add_argument("--user", help="the user name sent with it (default: dpl; GitHub: x-access-token, "
+                                    "GitLab: oauth2)")
+    sub.add_argument("--remove", action="store_true", help="forget it")
+    sub = command(projects, "host-keys", cmd_project_host_keys, "show the git hosts' keys pinned at the first deploy")
+    sub.add_argument("project")
+    sub.add_argument("--forget", metavar="HOST", help="drop a host's pin after its key really changed "
+                                                      "(HOST, or [HOST]:PORT)")
+    sub.add_argument("--pin", action="store_true",
+                     help="pin the 'HOST TYPE KEY' lines read from standard input (ssh-keyscan's output, checked "
+                          "with the host's admin) for hosts not pinned yet; deploys pin this way on first use")
 
     apps = commands.add_parser("app", help="apps (in projects)").add_subparsers(
         dest="action", required=True, metavar="ACTION")

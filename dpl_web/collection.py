@@ -34,7 +34,7 @@ def ensure_importable() -> None:
 
 ensure_importable()
 
-from ansible_collections.dpl.platform.plugins.module_utils import lxd, nginx, releases, validation  # noqa: E402
+from ansible_collections.dpl.platform.plugins.module_utils import git_access, lxd, nginx, releases, validation  # noqa: E402
 
 
 def host_client(host: dict, timeout: float = 10) -> lxd.LXDClient:
@@ -43,4 +43,4 @@ def host_client(host: dict, timeout: float = 10) -> lxd.LXDClient:
                          client_key=host.get("client_key"), server_cert=host.get("server_cert"), timeout=timeout)
 
 
-__all__ = ["lxd", "nginx", "releases", "validation", "ensure_link", "host_client"]
+__all__ = ["git_access", "lxd", "nginx", "releases", "validation", "ensure_link", "host_client"]

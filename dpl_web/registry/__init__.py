@@ -12,7 +12,8 @@ module per concern:
 - :mod:`.base`: the connection, transactions and snapshots;
 - :mod:`.hosts`, :mod:`.containers`, :mod:`.projects`, :mod:`.apps` (and the inventory),
   :mod:`.jobs` (the queue and the event streams), :mod:`.tokens` (the API's tokens),
-  :mod:`.webhooks` (push webhooks), :mod:`.audit` (who did what): one table each.
+  :mod:`.webhooks` (push webhooks), :mod:`.audit` (who did what), :mod:`.git_access` (deploy
+  keys, tokens and pinned host keys): one concern each.
 
 Why it is built the way it is:
 
@@ -57,6 +58,7 @@ from dpl_web.registry.fields import (
     layout,
     split_app,
 )
+from dpl_web.registry.git_access import GitAccessTable
 from dpl_web.registry.hosts import HostsTable
 from dpl_web.registry.jobs import (
     JOB_FINISHED,
@@ -96,7 +98,7 @@ __all__ = [
 
 
 class Registry(HostsTable, ContainersTable, ProjectsTable, AppsTable, JobsTable, TokensTable, WebhooksTable,
-               AuditTable, UsersTable, SamplesTable):
+               AuditTable, UsersTable, SamplesTable, GitAccessTable):
     """DPL's registry: open one with :meth:`open`, close it (or use ``with``) when done.
 
     A Registry wraps one SQLite connection; use one per thread (the web front end keeps one

@@ -260,6 +260,27 @@ MIGRATIONS: list[str] = [
         notified TEXT
     );
     """,
+    # v14: private repositories. A project's deploy key (the private half is a secret, like
+    # the apps' secret variables) and token, and the git hosts' keys pinned at first use.
+    """
+    CREATE TABLE project_git (
+        project_id INTEGER PRIMARY KEY REFERENCES project (id) ON DELETE CASCADE,
+        deploy_key TEXT,
+        deploy_key_public TEXT,
+        deploy_key_at TEXT,
+        token TEXT,
+        token_user TEXT,
+        token_at TEXT
+    );
+    CREATE TABLE git_host_key (
+        project_id INTEGER NOT NULL REFERENCES project (id) ON DELETE CASCADE,
+        host TEXT NOT NULL,
+        type TEXT NOT NULL,
+        key TEXT NOT NULL,
+        pinned_at TEXT NOT NULL,
+        PRIMARY KEY (project_id, host, type)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

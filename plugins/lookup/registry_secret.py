@@ -83,30 +83,19 @@ _raw:
   elements: raw
 """
 
-from ansible.errors import AnsibleError, AnsibleLookupError
+from ansible.errors import AnsibleLookupError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.lookup import LookupBase
 from ansible.utils.unsafe_proxy import wrap_var
 
 from ansible_collections.dpl.platform.plugins.module_utils import validation
-
-try:
-    from dpl_web import registry as dpl_registry
-except ImportError as exc:  # the plugin is documented and sanity-tested without the control plane
-    dpl_registry = None
-    DPL_IMPORT_ERROR = exc
-else:
-    DPL_IMPORT_ERROR = None
+from ansible_collections.dpl.platform.plugins.plugin_utils.registry_read import read_registry
 
 
 class LookupModule(LookupBase):
     """Secret values straight from the registry file, for tasks that run with no_log."""
 
     def run(self, terms, variables=None, **kwargs):
-        if dpl_registry is None:
-            raise AnsibleError(
-                "the dpl.platform.registry_secret lookup needs DPL's control plane (the dpl_web package) in "
-                "the Python that runs Ansible: run scripts/setup (import failed: %s)" % to_native(DPL_IMPORT_ERROR))
         self.set_options(var_options=variables, direct=kwargs)
         project, app = self.get_option("project"), self.get_option("app")
         try:
@@ -115,16 +104,8 @@ class LookupModule(LookupBase):
             names = [validation.env_name(term, "variable") for term in terms]
         except validation.ValidationError as exc:
             raise AnsibleLookupError(to_native(exc)) from exc
-        try:
-            registry = dpl_registry.Registry.open(self.get_option("registry") or None, create=False)
-        except dpl_registry.RegistryError as exc:
-            raise AnsibleLookupError(to_native(exc.explain())) from exc
-        try:
-            secrets = registry.app_secrets(project, app)
-        except (dpl_registry.NotFound, dpl_registry.RegistryError) as exc:
-            raise AnsibleLookupError(to_native(exc.explain())) from exc
-        finally:
-            registry.close()
+        secrets = read_registry("dpl.platform.registry_secret", self.get_option("registry"),
+                                lambda registry: registry.app_secrets(project, app))
         if not names:
             return [wrap_var(secrets)]
         missing = [name for name in names if name not in secrets]

@@ -25,7 +25,7 @@ import os
 import shutil
 import time
 
-from ansible_collections.dpl.platform.plugins.module_utils import releases
+from ansible_collections.dpl.platform.plugins.module_utils import git_access, releases
 from ansible_collections.dpl.platform.plugins.module_utils.releases import StepFailed
 
 
@@ -36,7 +36,10 @@ class Pipeline:
         self.paths = releases.AppPaths(params["project"], params["app"], params["apps_root"],
                                        params["backups_root"], params["deploy_root"])
         secret_env = params.get("secret_env") or {}
-        self.masker = releases.Masker([str(v) for v in secret_env.values()])
+        access = params.get("git_access") or {}
+        self.access = git_access.GitAccess(params["project"], access.get("ssh_key"), access.get("known_hosts"),
+                                           access.get("token"), access.get("token_user"))
+        self.masker = releases.Masker([str(v) for v in secret_env.values()] + self.access.secrets())
         self.env = {k: str(v) for k, v in (params.get("env") or {}).items()}
         self.env.update({k: str(v) for k, v in secret_env.items()})
         self.env.setdefault("NODE_ENV", "production")
@@ -280,11 +283,7 @@ class Pipeline:
             if adopted:
                 self.result["adopted_release"] = adopted
             live = paths.live_release()
-            releases.fetch(self.runner, paths, params["repo"], params["git_timeout"])
-            ref = params["ref"]
-            if ref is None:
-                ref = releases.default_branch(self.runner, paths, params["repo"], params["git_timeout"])
-                self.result["default_branch"] = ref
+            ref = self.fetch()
             commit = releases.resolve(self.runner, paths, ref)
             self.result.update(commit=commit, ref=ref)
             live_commit = paths.release_info(live).get("commit") if live else None
@@ -310,6 +309,29 @@ class Pipeline:
             self.prune()
             return self.finish(release=release_id, replaced_release=replaced, health_status=status,
                                skipped_build=False)
+
+    def fetch(self):
+        """Fetch the repository, through the project's deploy key or token; returns the ref
+        to deploy. Host keys seen for the first time are returned for the registry to pin."""
+        params, access = self.params, self.access
+        access.prepare(params["repo"])
+        env = access.env(params["repo"])
+        try:
+            releases.fetch(self.runner, self.paths, params["repo"], params["git_timeout"], env)
+            ref = params["ref"]
+            if ref is None:
+                ref = releases.default_branch(self.runner, self.paths, params["repo"], params["git_timeout"], env)
+                self.result["default_branch"] = ref
+            return ref
+        except StepFailed as failure:
+            reason = access.explain(params["repo"], failure.output, params["project"])
+            if reason is None:
+                raise
+            raise StepFailed("fetch", reason, failure.output) from None
+        finally:
+            new_keys = access.new_host_keys()
+            if new_keys:
+                self.result["new_host_keys"] = new_keys
 
     def deploy_plan(self):
         live = self.paths.live_release()
@@ -508,6 +530,13 @@ def validate_params(params):
         validation.repo_url(params["repo"], "repo")
     if params.get("ref") is not None:
         validation.git_ref(params["ref"], "ref")
+    access = params.get("git_access") or {}
+    for line in access.get("known_hosts") or ():
+        validation.host_key(line, "git_access.known_hosts")
+    if access.get("token"):
+        validation.git_token(access["token"], "git_access.token")
+    if access.get("token_user"):
+        validation.git_user(access["token_user"], "git_access.token_user")
     if params.get("backup") is not None:
         validation.relative_path(params["backup"], "backup")
         if "/" in params["backup"] or not params["backup"].endswith(".tar.gz"):

@@ -473,27 +473,29 @@ GIT_ENV = {
 }
 
 
-def fetch(runner, paths, repo, timeout):
-    """Clone once, then fetch: the checkout in /root/deploy is the seed's deploy source."""
+def fetch(runner, paths, repo, timeout, access_env=None):
+    """Clone once, then fetch: the checkout in /root/deploy is the seed's deploy source.
+    ``access_env`` reaches a private repository (git_access.GitAccess.env)."""
+    env = dict(GIT_ENV, **(access_env or {}))
     git = ["git", "-C", paths.checkout]
     if not os.path.isdir(os.path.join(paths.checkout, ".git")):
         if os.path.exists(paths.checkout):
             shutil.rmtree(paths.checkout)
         runner.run("fetch", ["git", "clone", "--quiet", "--no-checkout", "--", repo, paths.checkout],
-                   timeout=timeout, env=GIT_ENV)
+                   timeout=timeout, env=env)
     else:
         rc, url = runner.run("fetch", git + ["config", "--get", "remote.origin.url"], env=GIT_ENV, check=False)
         if rc != 0 or url.strip() != repo:
             runner.run("fetch", git + ["remote", "set-url", "origin", "--", repo], env=GIT_ENV)
     runner.run("fetch", git + ["fetch", "--quiet", "--prune", "--force", "--tags", "origin",
-                               "+refs/heads/*:refs/remotes/origin/*"], timeout=timeout, env=GIT_ENV)
+                               "+refs/heads/*:refs/remotes/origin/*"], timeout=timeout, env=env)
 
 
-def default_branch(runner, paths, repo, timeout):
+def default_branch(runner, paths, repo, timeout, access_env=None):
     """The branch the repository's HEAD names (its default branch), asked at each deploy:
     a repository whose default moves from master to main is followed."""
     rc, out = runner.run("fetch", ["git", "-C", paths.checkout, "ls-remote", "--symref", "--", repo, "HEAD"],
-                         timeout=timeout, env=GIT_ENV, check=False)
+                         timeout=timeout, env=dict(GIT_ENV, **(access_env or {})), check=False)
     for line in out.splitlines():
         target, _tab, name = line.partition("\t")
         if name == "HEAD" and target.startswith("ref: refs/heads/"):

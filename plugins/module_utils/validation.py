@@ -32,6 +32,7 @@ __all__ = [
     "size", "cpu_limit", "count", "text",
     "names", "env", "absolute_path", "ipv4_interface", "interface_name", "image", "token", "line",
     "choice", "commit", "output", "secret_value", "flag", "app_port", "app_ports", "keep_count",
+    "ssh_repo_host", "known_host_name", "known_host", "host_key", "git_token", "git_user",
 ]
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -263,8 +264,9 @@ def repo_url(value, field="repo"):
             return value
         if scheme == "https" and "@" in authority:
             raise ValidationError(field, value,
-                                  "credentials in https URLs would be logged: use a deploy key "
-                                  "(ssh) or a git credential helper")
+                                  "credentials in https URLs would be logged: give the URL without them and "
+                                  "set the project's token (dpl project token PROJECT), or use an ssh URL "
+                                  "with the project's deploy key (dpl project key PROJECT)")
         if not authority or not _HOST.fullmatch(authority):
             raise ValidationError(field, value, "the URL needs a valid host")
         port_part = authority.rpartition("]")[2].rpartition("@")[2].partition(":")[2]
@@ -670,4 +672,78 @@ def output(value, field="log", max_length=16 * 1024 * 1024):
     value = value.replace("\x00", "")
     if len(value) > max_length:
         value = value[-max_length:]
+    return value
+
+
+# -- private repositories ---------------------------------------------------------------
+
+# The host key types OpenSSH servers offer (a pin is one of these).
+HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
+# How known_hosts names a host: "host", or "[host]:port" for another port than 22.
+_KNOWN_HOST = re.compile(r"\[(?P<bracketed>[A-Za-z0-9][A-Za-z0-9.:-]*)\]:(?P<port>[0-9]{1,5})|"
+                         r"(?P<plain>[A-Za-z0-9][A-Za-z0-9.-]*|[0-9A-Fa-f:]+)")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{16,16384}={0,2}")
+_GIT_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
+
+
+def ssh_repo_host(repo):
+    """The ``(host, port)`` git connects to over ssh for ``repo`` (an ssh:// or scp-like
+    URL already checked by :func:`repo_url`), or None for https, git and file URLs."""
+    match = _URL.fullmatch(repo)
+    if match:
+        if match.group("scheme") != "ssh":
+            return None
+        hostport = match.group("authority").rpartition("@")[2]
+        if hostport.startswith("["):
+            host, _bracket, rest = hostport[1:].partition("]")
+            return host, int(rest[1:]) if rest.startswith(":") else 22
+        host, _colon, port = hostport.partition(":")
+        return host, int(port) if port else 22
+    match = _SCP_LIKE.fullmatch(repo)
+    return (match.group("host"), 22) if match else None
+
+
+def known_host_name(host, port=22):
+    """The name OpenSSH's known_hosts gives ``host`` on ``port``."""
+    return host if port == 22 else "[%s]:%d" % (host, port)
+
+
+def known_host(value, field="host"):
+    """A host as known_hosts names it: ``host``, or ``[host]:port`` (never hashed)."""
+    _string(field, value, 300)
+    if not _KNOWN_HOST.fullmatch(value):
+        raise ValidationError(field, value, "name one host, or [host]:port for another port than 22")
+    return value
+
+
+def host_key(value, field="host_keys"):
+    """One pinned host key as known_hosts has it, ``NAME TYPE BASE64`` (unhashed, one name,
+    no marker): returns ``(name, type, key)``."""
+    _string(field, value, 20000)
+    parts = value.split()
+    if len(parts) < 3 or _NOT_ONE_LINE.search(value):
+        raise ValidationError(field, value[:80], "a host key line is 'HOST TYPE KEY' (as ssh-keyscan prints it)")
+    name, key_type, key = parts[:3]
+    known_host(name, field)
+    if key_type not in HOST_KEY_TYPES:
+        raise ValidationError(field, key_type, "the key type must be one of %s" % ", ".join(HOST_KEY_TYPES))
+    if not _BASE64.fullmatch(key):
+        raise ValidationError(field, key[:40], "the key must be base64")
+    return name, key_type, key
+
+
+def git_token(value, field="token"):
+    """An access token for git over https (a GitHub, GitLab, Gitea or Forgejo token): 8 to
+    4096 printable ASCII characters, no spaces. The error never quotes the value."""
+    if not isinstance(value, str) or not 8 <= len(value) <= 4096 or not all("!" <= ch <= "~" for ch in value):
+        raise ValidationError(field, "********", "a token is 8 to 4096 printable ASCII characters without spaces")
+    return value
+
+
+def git_user(value, field="token_user"):
+    """The user name sent with a token (forges accept any for a token; GitLab wants
+    'oauth2', GitHub 'x-access-token')."""
+    _string(field, value, 100)
+    if not _GIT_USER.fullmatch(value):
+        raise ValidationError(field, value, "letters, digits and . _ @ + - only, starting with a letter or digit")
     return value

@@ -36,6 +36,35 @@ options:
       - When unset, the repository's default branch (the branch its C(HEAD) names), asked at
         each deploy and returned as RV(ref) and RV(default_branch).
     type: str
+  git_access:
+    description:
+      - How to reach a private repository, as the project's record in DPL's registry has it
+        (the P(dpl.platform.registry_git_access#lookup) lookup returns it).
+      - Nothing in it reaches argv, the URL, the repository's C(.git/config) or the log. The
+        key and the pins are written to C(/etc/dpl/git/<project>/) (mode 0600, in a 0700
+        folder) and ssh reads them from there. The token reaches git through a credential
+        helper that reads it from git's environment.
+      - A git host reached over ssh that has no pin yet is pinned on first use; its key is
+        returned as RV(new_host_keys). A host with a pin must answer with that key, or the
+        fetch fails.
+    type: dict
+    default: {}
+    suboptions:
+      ssh_key:
+        description: The project's deploy key, an OpenSSH private key (ed25519).
+        type: str
+      known_hosts:
+        description: The git hosts' pinned keys, one C(HOST TYPE KEY) line each.
+        type: list
+        elements: str
+        default: []
+      token:
+        description: An access token for git over https.
+        type: str
+      token_user:
+        description: The user name sent with O(git_access.token) (C(dpl) when unset; forges take any name
+          with a token, GitHub wants C(x-access-token), GitLab C(oauth2)).
+        type: str
   progress_job:
     description:
       - The id of the DPL job running this deploy. When set, the steps and their output are
@@ -119,6 +148,14 @@ health_status:
   description: HTTP status of the passing health check.
   returned: success
   type: int
+new_host_keys:
+  description:
+    - Keys of git hosts reached over ssh for the first time (no pin yet), as C(HOST TYPE KEY)
+      lines. They are now in the container's pin file. DPL's deploy playbook records them in the
+      registry, which pins them for every later deploy.
+  returned: when a git host was pinned on first use
+  type: list
+  elements: str
 failed_step:
   description: The step that failed (lock, fetch, build, deploy script, start, health check).
   returned: failure
@@ -147,6 +184,12 @@ def main():
         argument_spec=app_argument_spec(
             repo=dict(type="str", required=True),
             ref=dict(type="str"),
+            git_access=dict(type="dict", default={}, options=dict(
+                ssh_key=dict(type="str", no_log=True),
+                known_hosts=dict(type="list", elements="str", default=[]),
+                token=dict(type="str", no_log=True),
+                token_user=dict(type="str", no_log=False),  # a user name, shown on the project's page
+            )),
             progress_job=dict(type="int"),
         ),
         supports_check_mode=True,

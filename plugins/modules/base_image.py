@@ -10,8 +10,8 @@ short_description: Build DPL's container base image with debootstrap and keep it
 version_added: 0.1.0
 description:
   - Makes sure the LXD image alias O(name) points at an image built from this recipe, a
-    minimal Debian with Python (for Ansible), git, systemd, udev and the extra packages
-    (Node.js and npm by default).
+    minimal Debian with Python (for Ansible), git and the ssh client (private repositories),
+    systemd, udev and the extra packages (Node.js and npm by default).
   - The recipe's hash is stored as the image property C(dpl.recipe). Nothing happens when the
     alias already points at an image of the same recipe; a cached build of the recipe is
     imported without rebuilding; otherwise the image is built (about a minute) and cached in
@@ -38,7 +38,7 @@ options:
     description: Packages debootstrap installs into the minimal base.
     type: list
     elements: str
-    default: [python3, git, ca-certificates, systemd-sysv, udev, iproute2, procps]
+    default: [python3, git, openssh-client, ca-certificates, systemd-sysv, udev, iproute2, procps]
   extra_packages:
     description:
       - Packages installed with apt inside the new root after debootstrap (apt resolves
@@ -350,7 +350,8 @@ def main():
         suite=dict(type="str", default="bookworm"),
         mirror=dict(type="str", default="http://deb.debian.org/debian"),
         packages=dict(type="list", elements="str",
-                      default=["python3", "git", "ca-certificates", "systemd-sysv", "udev", "iproute2", "procps"]),
+                      default=["python3", "git", "openssh-client", "ca-certificates", "systemd-sysv", "udev",
+                               "iproute2", "procps"]),
         extra_packages=dict(type="list", elements="str", default=["nodejs", "npm"]),
         cache_dir=dict(type="path", default="~/.cache/dpl/images"),
         build_timeout=dict(type="int", default=900),

@@ -25,10 +25,11 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, stream_with_context
 from werkzeug.exceptions import HTTPException
 
-from dpl_web import services
+from dpl_web import repo_access, services
 from dpl_web.errors import BadRequest, DplError, Forbidden, Unauthorized, describe
 from dpl_web.jobs import follow
 from dpl_web.registry import JOB_FINISHED, JOB_STATUSES, Registry, fields
+from dpl_web.registry.git_access import GIT_ACCESS_SCHEMA
 from dpl_web.registry.records import AUDIT_SCHEMA, EVENT_SCHEMA, JOB_SCHEMA, record_schema
 
 PREFIX = "/api/v1"
@@ -275,6 +276,53 @@ def projects_remove(name: str):
     return jsonify(changed=True, removed=outcome.record)
 
 
+# -- private repositories --------------------------------------------------------------------
+
+ACCESS = obj(changed={"type": "boolean"}, access=ref("git_access"))
+
+
+@route("GET", "/projects/{name}/git", "how the project reaches its private repositories: the deploy key's public "
+       "half, whether a token is set, the pinned host keys (never a secret)", answer=obj(access=ref("git_access")))
+def git_access_show(name: str):
+    return jsonify(access=repo_access.access(ctx(), name))
+
+
+@route("POST", "/projects/{name}/git/key", "the project's deploy key, made when it has none "
+       "(?rotate=1: a new one)", answer=ACCESS, query=("rotate",))
+def git_key_make(name: str):
+    outcome = repo_access.deploy_key(ctx(), name, rotate=flag("rotate"))
+    return jsonify(changed=outcome.changed, access=outcome.record)
+
+
+@route("DELETE", "/projects/{name}/git/key", "forget the deploy key (the next deploy deletes its copy)",
+       answer=ACCESS)
+def git_key_remove(name: str):
+    outcome = repo_access.remove_deploy_key(ctx(), name)
+    return jsonify(changed=outcome.changed, access=outcome.record)
+
+
+@route("PUT", "/projects/{name}/git/token", "set the token for https repositories (never shown back)",
+       body={"type": "object", "required": ["token"], "additionalProperties": False,
+             "properties": {"token": {"type": "string"}, "user": {"type": "string"}}}, answer=ACCESS)
+def git_token_set(name: str):
+    data = body()
+    outcome = repo_access.set_token(ctx(), name, data.get("token"), user=data.get("user"))
+    return jsonify(changed=outcome.changed, access=outcome.record)
+
+
+@route("DELETE", "/projects/{name}/git/token", "forget the token", answer=ACCESS)
+def git_token_remove(name: str):
+    outcome = repo_access.remove_token(ctx(), name)
+    return jsonify(changed=outcome.changed, access=outcome.record)
+
+
+@route("DELETE", "/projects/{name}/git/host-keys/{host}", "forget a git host's pinned key after it really changed "
+       "(the next deploy pins the new one)", answer=ACCESS)
+def git_host_key_forget(name: str, host: str):
+    outcome = repo_access.forget_host_key(ctx(), name, host)
+    return jsonify(changed=outcome.changed, access=outcome.record)
+
+
 # -- apps ------------------------------------------------------------------------------------
 
 APP_REQUEST = {"type": "object", "required": ["name", "project", "repo"], "properties": {
@@ -443,7 +491,7 @@ def openapi_document() -> dict[str, Any]:
             operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": item.body}}}
         paths.setdefault(PREFIX + item.path, {})[item.method.lower()] = operation
     schemas = {kind: record_schema(kind) for kind in ("host", "container", "project", "app")}
-    schemas.update(job=JOB_SCHEMA, event=EVENT_SCHEMA, audit=AUDIT_SCHEMA, error={
+    schemas.update(job=JOB_SCHEMA, event=EVENT_SCHEMA, audit=AUDIT_SCHEMA, git_access=GIT_ACCESS_SCHEMA, error={
         "type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["code", "message"],
             "properties": {"code": {"type": "string"}, "type": {"type": "string"}, "message": {"type": "string"},

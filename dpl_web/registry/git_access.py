@@ -9,6 +9,20 @@ from dpl_web.collection import git_access, validation
 from dpl_web.registry.base import RegistryBase
 from dpl_web.registry.records import _now
 
+_WHEN = {"type": ["string", "null"]}
+# The JSON shape of :meth:`GitAccessTable.git_access` (the API's "git_access" schema).
+GIT_ACCESS_SCHEMA = {
+    "type": "object", "required": ["project", "deploy_key", "token", "host_keys"], "properties": {
+        "project": {"type": "string"},
+        "deploy_key": {"type": ["object", "null"], "description": "the public half only", "properties": {
+            "public": {"type": "string"}, "fingerprint": {"type": "string"}, "created_at": _WHEN}},
+        "token": {"type": ["object", "null"], "description": "whether one is set: never its value",
+                  "properties": {"user": {"type": "string"}, "set_at": _WHEN}},
+        "host_keys": {"type": "array", "items": {"type": "object", "properties": {
+            "host": {"type": "string"}, "type": {"type": "string"}, "fingerprint": {"type": "string"},
+            "pinned_at": {"type": "string"}}}},
+    }}
+
 
 class GitAccessTable(RegistryBase):
     """How a project's containers reach its private repositories. The private key and the

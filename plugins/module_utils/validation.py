@@ -21,6 +21,7 @@ Standard library only, Python 3.8 syntax: modules import this on the managed hos
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from urllib.parse import unquote
@@ -727,8 +728,11 @@ def host_key(value, field="host_keys"):
     known_host(name, field)
     if key_type not in HOST_KEY_TYPES:
         raise ValidationError(field, key_type, "the key type must be one of %s" % ", ".join(HOST_KEY_TYPES))
-    if not _BASE64.fullmatch(key):
-        raise ValidationError(field, key[:40], "the key must be base64")
+    try:
+        if not _BASE64.fullmatch(key) or not base64.b64decode(key, validate=True):
+            raise ValueError(key)
+    except ValueError:  # binascii.Error is one
+        raise ValidationError(field, key[:40], "the key must be base64") from None
     return name, key_type, key
 
 

@@ -140,6 +140,11 @@ def run_the_operators_day(dpl, repos, web, page, tmp_path):
     page.fill("#f-name", name)
     page.click("button:has-text('Record')")
     page.wait_for_url(f"{base}/projects/{name}")
+    # A deploy key for private repositories, made on the project's page: its public half shown.
+    page.click("button:has-text('Make a deploy key')")
+    page.wait_for_url(f"{base}/projects/{name}#access")
+    assert f"dpl-deploy-{name}" in page.content() and "PRIVATE KEY" not in page.content()
+    page.screenshot(path=str(tmp_path / "project.png"), full_page=True)
     page.click("text=New app")
     page.fill("#f-name", "web")
     page.fill("#f-repo", repos[1])

@@ -189,3 +189,29 @@ def test_no_secret_in_any_answer(call, reg):
         assert SECRET not in call("GET", path, expect=200).get_data(as_text=True)
     with Registry.open(reg.path) as other:
         assert other.app_secrets("shop", "web") == {"TOKEN": SECRET}
+
+
+# -- private repositories ----------------------------------------------------------------------
+
+
+def test_a_projects_git_access_shows_no_secret_and_changes_need_a_write_token(call, reg):
+    reg.add_container("web1")
+    reg.add_project("shop", "web1")
+    call("POST", "/api/v1/projects/shop/git/key", token="read", expect=403)
+    made = call("POST", "/api/v1/projects/shop/git/key", expect=200).get_json()
+    public = made["access"]["deploy_key"]["public"]
+    assert made["changed"] is True and public.startswith("ssh-ed25519 ")
+    assert call("POST", "/api/v1/projects/shop/git/key", expect=200).get_json()["changed"] is False
+    rotated = call("POST", "/api/v1/projects/shop/git/key?rotate=1", expect=200).get_json()["access"]
+    assert rotated["deploy_key"]["public"] != public
+    call("PUT", "/api/v1/projects/shop/git/token", {"token": "short"}, expect=422)
+    call("PUT", "/api/v1/projects/shop/git/token", {"token": SECRET, "user": "deployer"}, expect=200)
+    shown = call("GET", "/api/v1/projects/shop/git", token="read", expect=200).get_data(as_text=True)
+    assert SECRET not in shown and "PRIVATE KEY" not in shown and '"user": "deployer"' in shown.replace('":"', '": "')
+    reg.pin_host_keys("shop", ["git.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9ok"
+                               "Wi0dh2l9GKJl"])
+    forgot = call("DELETE", "/api/v1/projects/shop/git/host-keys/git.example.com", expect=200).get_json()
+    assert forgot["changed"] is True and forgot["access"]["host_keys"] == []
+    assert call("DELETE", "/api/v1/projects/shop/git/token", expect=200).get_json()["access"]["token"] is None
+    assert call("DELETE", "/api/v1/projects/shop/git/key", expect=200).get_json()["access"]["deploy_key"] is None
+    assert reg.git_credentials("shop") == {"known_hosts": []}

@@ -56,6 +56,7 @@ def test_host_key_lines_are_checked():
         "[git.example.com]:2222", "ssh-ed25519", HOST_KEY)
     for bad in (f"|1|hashed= ssh-ed25519 {HOST_KEY}", f"git.example.com ssh-dss {HOST_KEY}",
                 "git.example.com ssh-ed25519 not*base64*at*all!", "git.example.com ssh-ed25519",
+                "git.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9o",
                 f"@revoked git.example.com ssh-ed25519 {HOST_KEY}", f"a.example\nb.example ssh-ed25519 {HOST_KEY}"):
         with pytest.raises(ValidationError):
             validation.host_key(bad)
@@ -126,10 +127,12 @@ def test_the_credential_helper_answers_get_only(tmp_path):
     env = dict(git_access.GitAccess("shop", None, [], "tok-en/with$pecial'chars", None).env(
         "https://git.example.com/x.git"), PATH="/usr/bin:/bin")
     helper = env["GIT_CONFIG_VALUE_1"][1:]
-    got = subprocess.run(["sh", "-c", helper + ' "$@"', "sh", "get"], env=env, capture_output=True, text=True, check=True)
-    assert got.stdout == "username=dpl\npassword=tok-en/with$pecial'chars\n"
-    stored = subprocess.run(["sh", "-c", helper + ' "$@"', "sh", "store"], env=env, capture_output=True, text=True, check=False)
-    assert stored.stdout == ""
+    def ask(action):
+        return subprocess.run(["sh", "-c", helper + ' "$@"', "sh", action], env=env, capture_output=True, text=True,
+                              check=False).stdout
+
+    assert ask("get") == "username=dpl\npassword=tok-en/with$pecial'chars\n"
+    assert ask("store") == ""
 
 
 def test_a_refused_fetch_says_what_to_do():

@@ -316,6 +316,33 @@ def test_a_secret_is_set_shown_as_set_never_shown_and_removed(browser, stocked):
     assert '<td class="mono">API_KEY</td>' not in browser.get("/apps/shop/web").get_data(as_text=True)
 
 
+def test_a_projects_deploy_key_and_token_are_set_from_its_page_and_never_shown(browser, stocked):
+    page = browser.get("/projects/shop").get_data(as_text=True)
+    assert "No deploy key." in page and "No token." in page
+    assert browser.post("/projects/shop/git/key").status_code == 302
+    access = stocked.git_access("shop")
+    page = browser.get("/projects/shop").get_data(as_text=True)
+    assert access["deploy_key"]["public"] in page and access["deploy_key"]["fingerprint"] in page
+    assert "PRIVATE KEY" not in page
+    browser.post("/projects/shop/git/key", {"rotate": "1"})
+    assert stocked.git_access("shop")["deploy_key"]["public"] != access["deploy_key"]["public"]
+    # A refused token is said without its value; a good one is kept, shown as set only.
+    refused = browser.post("/projects/shop/git/token", {"token": "a b"}, follow_redirects=True)
+    assert "a token is 8 to 4096" in refused.get_data(as_text=True) and stocked.git_access("shop")["token"] is None
+    browser.post("/projects/shop/git/token", {"token": SECRET, "user": "deployer"})
+    page = browser.get("/projects/shop").get_data(as_text=True)
+    assert "Set for user <code>deployer</code>" in page and SECRET not in page
+    assert stocked.git_credentials("shop")["token"] == SECRET
+    stocked.pin_host_keys("shop", ["git.example.com ssh-ed25519 "
+                                   "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"])
+    assert "git.example.com" in browser.get("/projects/shop").get_data(as_text=True)
+    # Removed: gone from the registry.
+    browser.post("/projects/shop/git/host-keys/forget", {"host": "git.example.com"})
+    browser.post("/projects/shop/git/token/remove")
+    browser.post("/projects/shop/git/key/remove")
+    assert stocked.git_credentials("shop") == {"known_hosts": []}
+
+
 # -- actions ---------------------------------------------------------------------------------
 
 

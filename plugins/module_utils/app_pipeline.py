@@ -442,7 +442,19 @@ class Pipeline:
                 elif os.path.lexists(path):
                     os.unlink(path)
             os.unlink(paths.lock)
+        # The project's deploy key and pins go with its last app in this container.
+        if os.path.isdir(self.access.folder) and not self.project_has_apps():
+            shutil.rmtree(self.access.folder)
+            result["removed"].append(self.access.folder)
         return self.finish(changed=True, **result)
+
+    def project_has_apps(self):
+        """Whether another app of the project is still in the container (its live link)."""
+        project_dir = os.path.dirname(self.paths.live)
+        try:
+            return any(not entry.startswith(".") for entry in os.listdir(project_dir))
+        except OSError:
+            return False
 
     # -- listing ---------------------------------------------------------------------
 

@@ -136,6 +136,10 @@ def test_a_private_repository_over_ssh_with_a_deploy_key(dpl, tmp_path, lxd_clie
     assert "the project has no deploy key" in output(refused)
     assert in_container(lxd_client, project, f"ls -A /etc/dpl/git/{project}") == "known_hosts"
     assert served(domain) == "v3"
+    # The project's last app removed: its pins go with it; the registry keeps them.
+    dpl("app", "remove", app)
+    assert in_container(lxd_client, project, "ls -A /etc/dpl/git") == ""
+    assert pinned(dpl, project)["ssh-ed25519"]
 
 
 def test_a_private_repository_over_https_with_a_token(dpl, tmp_path, lxd_client, repos):

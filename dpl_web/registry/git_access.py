@@ -112,7 +112,7 @@ class GitAccessTable(RegistryBase):
 
     def forget_host_keys(self, project: str, host: str) -> int:
         """Drop a host's pins (its key really changed): the next deploy pins it again."""
-        validation.known_host(host, "host")
+        host = validation.known_host(host, "host")
         with self.transaction() as conn:
             project_id = self._id("project", validation.name(project, "project"))
             return conn.execute("DELETE FROM git_host_key WHERE project_id = ? AND host = ?",

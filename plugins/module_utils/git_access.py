@@ -18,7 +18,8 @@ their environment:
   fetch); a host without one is pinned on first use (``accept-new``), and the pipeline
   returns the new lines for the registry to keep;
 - the token reaches git through a credential helper reading ``$DPL_GIT_TOKEN``, configured by
-  ``GIT_CONFIG_*`` variables, which git never writes into a repository's config.
+  ``GIT_CONFIG_*`` variables (git 2.31 or later: Debian 12, Alpine 3.14), which git never
+  writes into a repository's config; it answers only for the repository's own host.
 """
 
 from __future__ import annotations
@@ -27,20 +28,27 @@ import base64
 import hashlib
 import os
 import tempfile
+from urllib.parse import urlsplit
 
 from ansible_collections.dpl.platform.plugins.module_utils import validation
 
 ACCESS_ROOT = "/etc/dpl/git"
 
-# Options on the command line win over ssh_config, so the system's config cannot turn the
-# checks off; the global known_hosts is left out: only DPL's pins count.
-SSH_COMMAND = ('ssh -o BatchMode=yes -o ConnectTimeout=15 -o HashKnownHosts=no '
-               '-o GlobalKnownHostsFile=/dev/null -o UserKnownHostsFile="$DPL_GIT_KNOWN_HOSTS" '
+# No ssh_config at all (-F /dev/null): neither the system's nor root's can add trusted keys
+# (KnownHostsCommand, VerifyHostKeyDNS), identities or another route to the host. The global
+# known_hosts is left out too: only DPL's pins count.
+SSH_COMMAND = ('ssh -F /dev/null -o BatchMode=yes -o ConnectTimeout=15 -o HashKnownHosts=no '
+               '-o CheckHostIP=no -o GlobalKnownHostsFile=/dev/null -o UserKnownHostsFile="$DPL_GIT_KNOWN_HOSTS" '
                '-o StrictHostKeyChecking="$DPL_GIT_HOST_KEY_CHECK"')
 SSH_KEY_OPTIONS = ' -o IdentitiesOnly=yes -i "$DPL_GIT_SSH_KEY"'
-# git runs it as "<helper> get|store|erase" through the shell; only "get" answers.
-CREDENTIAL_HELPER = ('!f() { test "$1" = get && printf "username=%s\\npassword=%s\\n" '
-                     '"$DPL_GIT_USER" "$DPL_GIT_TOKEN"; }; f')
+# git runs it as "<helper> get|store|erase" through the shell, the request on its stdin
+# (protocol=..., host=...). Only "get" answers, and only for the repository's own host over
+# https: a redirect to another host or to http never gets the token.
+CREDENTIAL_HELPER = ('!f() { test "$1" = get || return 0; p=; h=; '
+                     'while IFS= read -r line; do case "$line" in '
+                     'protocol=*) p="${line#protocol=}";; host=*) h="${line#host=}";; esac; done; '
+                     'test "$p" = https && test "$h" = "$DPL_GIT_HOST" && '
+                     'printf "username=%s\\npassword=%s\\n" "$DPL_GIT_USER" "$DPL_GIT_TOKEN"; }; f')
 DEFAULT_TOKEN_USER = "dpl"
 
 
@@ -51,9 +59,16 @@ def fingerprint(key):
 
 
 def parse_known_hosts(text):
-    """``[(name, type, key)]`` of known_hosts lines, comments and blank lines skipped."""
-    return [validation.host_key(line) for line in (text or "").splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    """``[(name, type, key)]`` of known_hosts lines; comments, blank lines and lines DPL
+    would not pin (hashed names, markers, several names) skipped."""
+    entries = []
+    for line in (text or "").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            try:
+                entries.append(validation.host_key(line))
+            except validation.ValidationError:
+                continue
+    return entries
 
 
 class GitAccess:
@@ -69,8 +84,13 @@ class GitAccess:
         self.token_user = token_user or DEFAULT_TOKEN_USER
 
     def secrets(self):
-        """The values the log must never show."""
-        return [value for value in (self.ssh_key, self.token) if value]
+        """The values the log must never show: the token, and the key whole and line by line
+        (output is also masked line by line as it streams)."""
+        values = [value for value in (self.ssh_key, self.token) if value]
+        if self.ssh_key:
+            values += [line.strip() for line in self.ssh_key.splitlines()
+                       if len(line.strip()) >= 16 and not line.startswith("-----")]
+        return values
 
     def pinned(self, name):
         return [pin for pin in self.pins if pin[0] == name]
@@ -80,10 +100,8 @@ class GitAccess:
         Nothing is written for a repository that needs neither (a public https one)."""
         if not (validation.ssh_repo_host(repo) or self.ssh_key or os.path.isdir(self.folder)):
             return False
-        changed = False
-        if not os.path.isdir(self.folder):
-            os.makedirs(self.folder, mode=0o700)
-            changed = True
+        changed = not os.path.isdir(self.folder)
+        os.makedirs(self.folder, mode=0o700, exist_ok=True)  # another deploy of the project may race
         os.chmod(self.folder, 0o700)
         if self.ssh_key:
             key = self.ssh_key if self.ssh_key.endswith("\n") else self.ssh_key + "\n"
@@ -107,11 +125,15 @@ class GitAccess:
                 env["DPL_GIT_SSH_KEY"] = self.key_file
             return env
         if self.token and repo.startswith("https://"):
-            return {"GIT_CONFIG_COUNT": "2",
-                    # The empty value first drops any helper the system's config sets.
-                    "GIT_CONFIG_KEY_0": "credential.helper", "GIT_CONFIG_VALUE_0": "",
-                    "GIT_CONFIG_KEY_1": "credential.helper", "GIT_CONFIG_VALUE_1": CREDENTIAL_HELPER,
-                    "DPL_GIT_USER": self.token_user, "DPL_GIT_TOKEN": self.token}
+            config = [("credential.helper", ""),  # drops any helper the system's config sets
+                      ("credential.helper", CREDENTIAL_HELPER),
+                      # No hook of the checkout runs while the token is in the environment.
+                      ("core.hooksPath", "/dev/null")]
+            env = {"GIT_CONFIG_COUNT": str(len(config)), "DPL_GIT_USER": self.token_user,
+                   "DPL_GIT_TOKEN": self.token, "DPL_GIT_HOST": urlsplit(repo).netloc}
+            for index, (key, value) in enumerate(config):
+                env["GIT_CONFIG_KEY_%d" % index], env["GIT_CONFIG_VALUE_%d" % index] = key, value
+            return env
         return {}
 
     def new_host_keys(self):

@@ -681,15 +681,17 @@ def output(value, field="log", max_length=16 * 1024 * 1024):
 # The host key types OpenSSH servers offer (a pin is one of these).
 HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
 # How known_hosts names a host: "host", or "[host]:port" for another port than 22.
-_KNOWN_HOST = re.compile(r"\[(?P<bracketed>[A-Za-z0-9][A-Za-z0-9.:-]*)\]:(?P<port>[0-9]{1,5})|"
-                         r"(?P<plain>[A-Za-z0-9][A-Za-z0-9.-]*|[0-9A-Fa-f:]+)")
+# (IPv6 addresses have colons, and dots when they embed an IPv4 one: ::ffff:10.0.0.1.)
+_KNOWN_HOST = re.compile(r"\[(?P<bracketed>[A-Za-z0-9:][A-Za-z0-9.:-]*)\]:(?P<port>[0-9]{1,5})|"
+                         r"(?P<plain>[A-Za-z0-9][A-Za-z0-9.-]*|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{16,16384}={0,2}")
 _GIT_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
 
 
 def ssh_repo_host(repo):
     """The ``(host, port)`` git connects to over ssh for ``repo`` (an ssh:// or scp-like
-    URL already checked by :func:`repo_url`), or None for https, git and file URLs."""
+    URL already checked by :func:`repo_url`), or None for https, git and file URLs. The
+    host is lowercased, as ssh does before it looks it up in known_hosts."""
     match = _URL.fullmatch(repo)
     if match:
         if match.group("scheme") != "ssh":
@@ -697,11 +699,11 @@ def ssh_repo_host(repo):
         hostport = match.group("authority").rpartition("@")[2]
         if hostport.startswith("["):
             host, _bracket, rest = hostport[1:].partition("]")
-            return host, int(rest[1:]) if rest.startswith(":") else 22
+            return host.lower(), int(rest[1:]) if rest.startswith(":") else 22
         host, _colon, port = hostport.partition(":")
-        return host, int(port) if port else 22
+        return host.lower(), int(port) if port else 22
     match = _SCP_LIKE.fullmatch(repo)
-    return (match.group("host"), 22) if match else None
+    return (match.group("host").lower(), 22) if match else None
 
 
 def known_host_name(host, port=22):
@@ -710,11 +712,13 @@ def known_host_name(host, port=22):
 
 
 def known_host(value, field="host"):
-    """A host as known_hosts names it: ``host``, or ``[host]:port`` (never hashed)."""
+    """A host as known_hosts names it: ``host``, or ``[host]:port`` (never hashed),
+    lowercased as ssh writes it."""
     _string(field, value, 300)
-    if not _KNOWN_HOST.fullmatch(value):
+    match = _KNOWN_HOST.fullmatch(value)
+    if not match or (match.group("port") and not 1 <= int(match.group("port")) <= 65535):
         raise ValidationError(field, value, "name one host, or [host]:port for another port than 22")
-    return value
+    return value.lower()
 
 
 def host_key(value, field="host_keys"):
@@ -725,7 +729,7 @@ def host_key(value, field="host_keys"):
     if len(parts) < 3 or _NOT_ONE_LINE.search(value):
         raise ValidationError(field, value[:80], "a host key line is 'HOST TYPE KEY' (as ssh-keyscan prints it)")
     name, key_type, key = parts[:3]
-    known_host(name, field)
+    name = known_host(name, field)
     if key_type not in HOST_KEY_TYPES:
         raise ValidationError(field, key_type, "the key type must be one of %s" % ", ".join(HOST_KEY_TYPES))
     try:

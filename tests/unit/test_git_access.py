@@ -116,23 +116,49 @@ def test_a_token_reaches_git_through_the_environment_only():
     access = git_access.GitAccess("shop", None, [], "glpat-secret-123456", "deployer")
     env = access.env("https://git.example.com/shop/web.git")
     assert env["DPL_GIT_TOKEN"] == "glpat-secret-123456" and env["DPL_GIT_USER"] == "deployer"
-    assert [env[f"GIT_CONFIG_KEY_{n}"] for n in range(int(env["GIT_CONFIG_COUNT"]))] == ["credential.helper"] * 2
-    assert "glpat" not in env["GIT_CONFIG_VALUE_1"]
+    config = {(env[f"GIT_CONFIG_KEY_{n}"], env[f"GIT_CONFIG_VALUE_{n}"]) for n in range(int(env["GIT_CONFIG_COUNT"]))}
+    assert ("credential.helper", "") in config and ("core.hooksPath", "/dev/null") in config
+    assert "glpat" not in json.dumps(sorted(config)) and env["DPL_GIT_HOST"] == "git.example.com"
     assert access.env(SSH_REPO).get("DPL_GIT_TOKEN") is None  # never sent over ssh
     assert access.secrets() == ["glpat-secret-123456"]
 
 
-def test_the_credential_helper_answers_get_only(tmp_path):
-    """git runs the helper through the shell: check the fixed string with a real sh."""
+def test_the_credential_helper_answers_get_for_the_repositorys_host_over_https_only(tmp_path):
+    """git runs the helper through the shell with its request on stdin: check the fixed
+    string with a real sh."""
     env = dict(git_access.GitAccess("shop", None, [], "tok-en/with$pecial'chars", None).env(
-        "https://git.example.com/x.git"), PATH="/usr/bin:/bin")
+        "https://git.example.com:8443/x.git"), PATH="/usr/bin:/bin")
     helper = env["GIT_CONFIG_VALUE_1"][1:]
-    def ask(action):
-        return subprocess.run(["sh", "-c", helper + ' "$@"', "sh", action], env=env, capture_output=True, text=True,
-                              check=False).stdout
+
+    def ask(action, request="protocol=https\nhost=git.example.com:8443\n"):
+        return subprocess.run(["sh", "-c", helper + ' "$@"', "sh", action], input=request, env=env,
+                              capture_output=True, text=True, check=False).stdout
 
     assert ask("get") == "username=dpl\npassword=tok-en/with$pecial'chars\n"
     assert ask("store") == ""
+    # A redirect elsewhere, or to plain http, gets nothing.
+    assert ask("get", "protocol=https\nhost=evil.example\n") == ""
+    assert ask("get", "protocol=http\nhost=git.example.com:8443\n") == ""
+
+
+def test_host_names_are_lowercased_and_ipv6_ones_accepted_as_ssh_writes_them():
+    assert validation.ssh_repo_host("git@GitHub.COM:o/r.git") == ("github.com", 22)
+    assert validation.known_host("GitHub.com") == "github.com"
+    for name in ("::1", "[::1]:2222", "[::ffff:10.0.0.1]:2222", "::ffff:10.0.0.1", "[10.0.0.1]:22022"):
+        assert validation.known_host(name) == name
+    for bad in ("[::1]:70000", "-oProxyCommand=x", "[-x]:22", "a,b"):
+        with pytest.raises(ValidationError):
+            validation.known_host(bad)
+    # A line DPL would not pin is skipped; the others still count.
+    assert git_access.parse_known_hosts(f"|1|abc= ssh-ed25519 {HOST_KEY}\n[::1]:2222 ssh-ed25519 {HOST_KEY}\n") == [
+        ("[::1]:2222", "ssh-ed25519", HOST_KEY)]
+
+
+def test_the_key_is_masked_whole_and_line_by_line():
+    private, _public = repo_access.new_key_pair("shop")
+    masked = git_access.GitAccess("shop", private).secrets()
+    body = [line for line in private.splitlines() if not line.startswith("-----")]
+    assert private in masked and all(line in masked for line in body)
 
 
 def test_a_refused_fetch_says_what_to_do():

@@ -1,5 +1,7 @@
 """An app's service journal, read inside its container (journalctl through one LXD exec),
-with the app's secret values masked: `dpl app logs` and the app's log page.
+with the app's secret values masked: `dpl app logs` and the app's log page. In a container
+whose init is OpenRC the output is in the services' log files instead (supervise-daemon writes
+them, without timestamps): a second exec reads their ends.
 
 Following is reading again after the last entry's cursor every second: each read is one
 short exec, and nothing is left running in the container when the reader goes away.
@@ -18,6 +20,25 @@ from dpl_web.registry import Registry, split_app
 
 MAX_LINES = 10000
 READ_TIMEOUT = 20  # seconds one read of the journal may take
+
+# journalctl with the arguments given, or "@openrc" when the container's init is OpenRC.
+JOURNAL_SCRIPT = r"""
+if [ -d /run/systemd/system ]; then exec journalctl "$@"; fi
+if [ -d /run/openrc ]; then echo @openrc; exit 0; fi
+echo "the container runs neither systemd nor OpenRC" >&2; exit 1
+"""
+# Pairs "FILE OFFSET": what each file holds from OFFSET on (bytes), or its last LINES lines
+# when OFFSET is -1; each file's part after a line "@file FILE SIZE".
+OPENRC_LOG_SCRIPT = r"""
+lines=$1; shift
+while [ "$#" -ge 2 ]; do
+  if [ -f "$1" ]; then
+    printf '@file %s %s\n' "$1" "$(wc -c < "$1")"
+    if [ "$2" -ge 0 ]; then tail -c "+$(($2 + 1))" "$1"; else tail -n "$lines" "$1"; fi
+  fi
+  shift 2
+done
+"""
 
 
 def app_journal(registry_path: Path | str, app: str, lines: int = 100, since: str | None = None,
@@ -42,7 +63,10 @@ def app_journal(registry_path: Path | str, app: str, lines: int = 100, since: st
         command.append(f"--since={validation.journal_since(since)}")
     try:
         with host_client(host, READ_TIMEOUT) as client:
-            code, out, err = client.execute(container["name"], command, timeout=READ_TIMEOUT)
+            code, out, err = client.execute(container["name"], ["sh", "-c", JOURNAL_SCRIPT, "dpl-logs", *command[1:]],
+                                            timeout=READ_TIMEOUT)
+            if code == 0 and out.startswith(b"@openrc"):
+                return _openrc_logs(client, container["name"], project, name, record["port"], lines, after, mask)
     except lxd.LXDError as exc:
         raise DplError(f"cannot read the journal of {app} in {container['name']}: {exc}",
                        "see that the container runs (dpl status)") from exc
@@ -64,3 +88,34 @@ def app_journal(registry_path: Path | str, app: str, lines: int = 100, since: st
                         "text": mask(str(message))})
         cursor = entry.get("__CURSOR", cursor)
     return {"entries": entries, "cursor": cursor}
+
+
+def _openrc_logs(client: lxd.LXDClient, container: str, project: str, name: str, port: int, lines: int,
+                 after: str | None, mask: releases.Masker) -> dict[str, Any]:
+    """The ends of the app's OpenRC services' log files (its one service and its two slots);
+    the cursor is "openrc:" and each file's size, in that order."""
+    paths = releases.AppPaths(project, name, init="openrc")
+    specs = [paths.single(port)] + [paths.slot(slot) for slot in validation.app_ports(port)]
+    offsets = [-1] * len(specs)
+    if after and after.startswith("openrc:"):
+        given = after[len("openrc:"):].split(",")
+        if len(given) == len(specs) and all(value.isdigit() for value in given):
+            offsets = [int(value) for value in given]
+    arguments = [str(lines)]
+    for spec, offset in zip(specs, offsets, strict=True):
+        arguments += [spec.log_file, str(offset)]
+    code, out, err = client.execute(container, ["sh", "-c", OPENRC_LOG_SCRIPT, "dpl-logs", *arguments],
+                                    timeout=READ_TIMEOUT)
+    if code != 0:
+        raise DplError(f"reading the logs in {container} failed: {mask(err.decode('utf-8', 'replace')).strip()}")
+    units = {spec.log_file: spec.unit for spec in specs}
+    sizes = dict.fromkeys(units, 0)
+    entries, unit = [], ""
+    for line in out.decode("utf-8", "replace").splitlines():
+        if line.startswith("@file "):
+            file, _space, size = line[6:].rpartition(" ")
+            unit = units.get(file, "")
+            sizes[file] = int(size) if size.isdigit() else 0
+        elif unit:
+            entries.append({"at": "", "unit": unit, "text": mask(line)})
+    return {"entries": entries, "cursor": "openrc:" + ",".join(str(sizes[spec.log_file]) for spec in specs)}

@@ -59,14 +59,26 @@ ERRORS_MIN = 5
 ERRORS_SHARE = 0.1
 SITES_ENABLED = "sites-enabled"  # beside the host's nginx_sites_dir (sites-available)
 
-# Run inside a container with pairs of arguments "UNIT LIVE-LINK" (passed as "$@", never
-# put into the script's text): for each, systemd's view of the unit and where the link points.
+# Run inside a container with triples of arguments "UNIT OPENRC-SERVICE LIVE-LINK" (passed as
+# "$@", never put into the script's text): for each, the init system's view of the service, in
+# systemd's words (OpenRC's status and supervise-daemon's respawn count), and where the link points.
 SERVICE_SCRIPT = r"""
-while [ "$#" -ge 2 ]; do
+if [ -d /run/systemd/system ]; then init=systemd; elif [ -d /run/openrc ]; then init=openrc; else exit 0; fi
+while [ "$#" -ge 3 ]; do
   printf '@unit %s\n' "$1"
-  systemctl show --property=LoadState,ActiveState,NRestarts -- "$1" 2>/dev/null
-  printf '@live %s\n' "$(readlink -- "$2" 2>/dev/null)"
-  shift 2
+  if [ "$init" = systemd ]; then
+    systemctl show --property=LoadState,ActiveState,NRestarts -- "$1" 2>/dev/null
+  elif [ -e "/etc/init.d/$2" ]; then
+    case "$(rc-service "$2" status 2>/dev/null)" in
+      *started*) active=active ;; *crashed*) active=failed ;; *) active=inactive ;;
+    esac
+    printf 'LoadState=loaded\nActiveState=%s\nNRestarts=%s\n' "$active" \
+      "$(cat "/run/openrc/options/$2/start_count" 2>/dev/null || echo 0)"
+  else
+    printf 'LoadState=not-found\n'
+  fi
+  printf '@live %s\n' "$(readlink -- "$3" 2>/dev/null)"
+  shift 3
 done
 """
 
@@ -186,9 +198,10 @@ def _app_health(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return figures
 
 
-def service_unit(app: dict[str, Any]) -> str:
-    """The systemd unit that serves the app now: its live slot's, or its one service's."""
-    paths = releases.AppPaths(app["project"], app["name"])
+def service_unit(app: dict[str, Any], init: str = "systemd") -> str:
+    """The service that serves the app now (its live slot's, or its one service's), as the
+    init system names it."""
+    paths = releases.AppPaths(app["project"], app["name"], init=init)
     return paths.slot(app["live_port"]).unit if app["live_port"] else paths.unit
 
 
@@ -202,11 +215,12 @@ def check_services(client: lxd.LXDClient, container: str, apps: list[dict[str, A
                    timeout: float = SERVICE_TIMEOUT) -> dict[str, dict[str, Any]]:
     """Each app's service and live release in ``container``, read with ONE exec:
     ``{app: {"service": "active"|"inactive"|"failed"|"missing"|..., "restarts_total": n,
-    "live_release": id}}``. Empty when it cannot be read (no systemd, the container is busy):
+    "live_release": id}}``. Empty when it cannot be read (no systemd nor OpenRC, the container is busy):
     the monitor then says nothing rather than something wrong."""
     arguments = []
     for app in apps:
-        arguments += [service_unit(app), releases.AppPaths(app["project"], app["name"]).live]
+        live_link = releases.AppPaths(app["project"], app["name"]).live
+        arguments += [service_unit(app), service_unit(app, "openrc"), live_link]
     try:
         code, out, _err = client.execute(container, ["sh", "-c", SERVICE_SCRIPT, "dpl-services", *arguments],
                                          timeout=timeout)
@@ -232,7 +246,7 @@ def check_services(client: lxd.LXDClient, container: str, apps: list[dict[str, A
             current["restarts_total"] = int(line[10:])
     services = {}
     for name, seen in found.items():
-        if not name or "load" not in seen:  # systemd did not answer (an OpenRC container)
+        if not name or "load" not in seen:  # the init system did not answer
             continue
         services[name] = {
             "service": "missing" if seen["load"] == "not-found" else seen.get("active", "unknown"),

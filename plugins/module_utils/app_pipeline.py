@@ -33,8 +33,10 @@ class Pipeline:
     def __init__(self, params, check_mode=False):
         self.params = params
         self.check_mode = check_mode
+        # The service files and commands follow the container's init: systemd or OpenRC.
         self.paths = releases.AppPaths(params["project"], params["app"], params["apps_root"],
-                                       params["backups_root"], params["deploy_root"])
+                                       params["backups_root"], params["deploy_root"],
+                                       init=releases.init_system() or "systemd")
         secret_env = params.get("secret_env") or {}
         access = params.get("git_access") or {}
         self.access = git_access.GitAccess(params["project"], access.get("ssh_key"), access.get("known_hosts"),
@@ -80,7 +82,7 @@ class Pipeline:
         back the release and the service files that were live, restart them and (unless
         killed) check them again, then re-raise.
         """
-        service = releases.Service(self.runner, self.paths, self.paths.single(self.params["port"]))
+        service = releases.service(self.runner, self.paths, self.paths.single(self.params["port"]))
         saved = service.snapshot()
         before_previous = self.paths.previous_release()
         live = self.paths.live_release()
@@ -95,7 +97,7 @@ class Pipeline:
                 replaced = self.paths.switch(release_id)
                 changed = True
             for port in slots:
-                releases.Service(self.runner, self.paths, self.paths.slot(port)).stop()
+                releases.service(self.runner, self.paths, self.paths.slot(port)).stop()
             if not (changed or slots):
                 status = self.check_health(service)
                 self.result["live_port"] = self.params["port"]
@@ -123,7 +125,7 @@ class Pipeline:
                 self.result["failed_release"] = release_id
                 self.paths.switch_back(live, before_previous)
             service.remove("start")
-            slot = releases.Service(self.runner, self.paths, self.paths.slot(slot_live))
+            slot = releases.service(self.runner, self.paths, self.paths.slot(slot_live))
             slot.restart()
             if killed:
                 return
@@ -147,7 +149,7 @@ class Pipeline:
         live, live_port = paths.live_release(), paths.live_port()
         legacy = live_port is None and os.path.exists(paths.unit_file)
         if live_port in ports:
-            current = releases.Service(self.runner, paths, paths.slot(live_port))
+            current = releases.service(self.runner, paths, paths.slot(live_port))
             if release_id == live and current.up_to_date(self.env_for(live_port), self.params["start_command"],
                                                          release_id):
                 self.result.update(live_port=live_port, retire=self.stale_services(live_port))
@@ -157,13 +159,13 @@ class Pipeline:
             # No slot live yet: the app's first deploy, one run in place until now (on its
             # port), or a port changed in the registry.
             candidate = ports[1] if legacy else ports[0]
-        service = releases.Service(self.runner, paths, paths.slot(candidate))
+        service = releases.service(self.runner, paths, paths.slot(candidate))
         self.result["changed"] = True
         try:
             service.stop()  # what an interrupted deploy may have left in this slot
             if live_port is not None and os.path.exists(paths.unit_file):
                 # The one service of the app's days in place, which a retire never stopped.
-                releases.Service(self.runner, paths, paths.single(port)).remove("start")
+                releases.service(self.runner, paths, paths.single(port)).remove("start")
             if releases.port_in_use(candidate):  # not ours: another app, or something by hand
                 raise StepFailed("start", "port %d, the slot the new release was to start in, is taken by "
                                           "another program in the container: give the app a port P such that "
@@ -190,9 +192,9 @@ class Pipeline:
         paths.set_live_port(candidate)
         service.enable(True)
         if live_port is not None:
-            releases.Service(self.runner, paths, paths.slot(live_port)).enable(False)
+            releases.service(self.runner, paths, paths.slot(live_port)).enable(False)
         elif legacy:
-            releases.Service(self.runner, paths, paths.single(port)).enable(False)
+            releases.service(self.runner, paths, paths.single(port)).enable(False)
         self.result.update(live_port=candidate, retire=self.stale_services(candidate))
         return replaced, status
 
@@ -207,13 +209,13 @@ class Pipeline:
         retired = []
         for port in self.paths.slot_ports():
             if port != keep:
-                releases.Service(self.runner, self.paths, self.paths.slot(port)).remove("retire")
+                releases.service(self.runner, self.paths, self.paths.slot(port)).remove("retire")
                 retired.append(port)
         if keep is None:
             self.paths.set_live_port(None)
             if os.path.lexists(self.paths.slot_template_file) and not self.paths.slot_ports():
                 os.unlink(self.paths.slot_template_file)
-                self.runner.run("retire", ["systemctl", "daemon-reload"], timeout=60)
+                releases.service(self.runner, self.paths, self.paths.slot(self.params["port"])).reload()
         return retired
 
     def undo(self, failure, release_id, live, before_previous, service, saved, discard):
@@ -413,7 +415,7 @@ class Pipeline:
             time.sleep(drain)
             retired = [str(port) for port in self.remove_slots(keep=live_port)]
             if os.path.exists(paths.unit_file):
-                releases.Service(self.runner, paths, paths.single(self.params["port"])).remove("retire")
+                releases.service(self.runner, paths, paths.single(self.params["port"])).remove("retire")
                 retired.append("in place")
         return self.finish(changed=True, live_port=live_port, retired=retired)
 
@@ -431,9 +433,9 @@ class Pipeline:
         os.makedirs(os.path.dirname(paths.lock), mode=0o755, exist_ok=True)
         # Under the lock: a deploy still running would otherwise recreate what goes here.
         with releases.AppLock(paths.lock, self.params["lock_timeout"]):
-            if os.path.isdir("/run/systemd/system"):
+            if releases.init_system():
                 self.remove_slots(keep=None)
-                releases.Service(self.runner, paths, paths.single(self.params["port"])).remove()
+                releases.service(self.runner, paths, paths.single(self.params["port"])).remove()
             for path in paths.removable():
                 if path == paths.lock:
                     continue

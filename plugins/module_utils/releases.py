@@ -53,6 +53,9 @@ APPS_ROOT = "/root/apps"
 BACKUPS_ROOT = "/root/backups"
 DEPLOY_ROOT = "/root/deploy"
 SERVICE_DIR = "/etc/systemd/system"
+OPENRC_DIR = "/etc/init.d"
+OPENRC_LOG_DIR = "/var/log"
+OPENRC_STATE_DIR = "/run/openrc/options"  # a service's values (supervise-daemon's start_count)
 APP_CONFIG_DIR = "/etc/dpl/apps"
 OUTPUT_LIMIT = 64 * 1024
 # A deploy's steps in the order it takes them, as its live progress names them (and as a
@@ -89,30 +92,44 @@ def tail(text, lines=30):
     return "\n".join(text.splitlines()[-lines:])
 
 
-class ServiceSpec:
-    """One service of an app: its unit, the unit's file, its env file and start script, the
-    directory it runs in (a link to its release) and the port it is given as PORT."""
+def init_system():
+    """The container's init system, as DPL runs apps there: 'systemd', 'openrc' (Alpine's,
+    or Debian's), or None."""
+    if os.path.isdir("/run/systemd/system"):
+        return "systemd"
+    if os.path.isdir("/run/openrc"):
+        return "openrc"
+    return None
 
-    def __init__(self, unit, unit_file, env_file, start_script, directory, port):
+
+class ServiceSpec:
+    """One service of an app: its unit (an OpenRC service's name), the unit's file, its env
+    file and start script, the directory it runs in (a link to its release) and the port it
+    is given as PORT. A slot's unit file is the app's shared template; under OpenRC the slot
+    also has its own ``instance_file``, a link to the template named after the service."""
+
+    def __init__(self, unit, unit_file, env_file, start_script, directory, port, slot=False, instance_file=None,
+                 log_file=None):
         self.unit = unit
         self.unit_file = unit_file
         self.env_file = env_file
         self.start_script = start_script
         self.directory = directory
         self.port = port
-
-    @property
-    def is_slot(self):
-        return "@" in self.unit
+        self.is_slot = slot
+        self.instance_file = instance_file
+        self.log_file = log_file
 
     def files(self):
         """The files only this service uses (a slot's unit file is the shared template)."""
-        own = [self.env_file, self.start_script]
+        own = [self.env_file, self.start_script] + ([self.instance_file] if self.instance_file else [])
         return own if self.is_slot else [self.unit_file] + own
 
 
 class AppPaths:
-    def __init__(self, project, app, apps_root=APPS_ROOT, backups_root=BACKUPS_ROOT, deploy_root=DEPLOY_ROOT):
+    def __init__(self, project, app, apps_root=APPS_ROOT, backups_root=BACKUPS_ROOT, deploy_root=DEPLOY_ROOT,
+                 init="systemd"):
+        self.init = init
         self.project = project
         self.app = app
         self.live = os.path.join(apps_root, project, app)
@@ -125,28 +142,45 @@ class AppPaths:
         self.progress = os.path.join(deploy_root, project, ".%s.progress" % app)
         # Names are RFC 1123 labels, which never contain '_': "<project>_<app>" is unique,
         # where "<project>-<app>" would make shop/a-b and shop-a/b the same service.
-        self.unit = "dpl-%s_%s.service" % (project, app)
-        self.unit_file = os.path.join(SERVICE_DIR, self.unit)
+        # Under OpenRC the services are scripts in /etc/init.d, and a slot is a link named
+        # "<service>.<port>" to the app's template ('.' never occurs in names either).
+        self.name = "dpl-%s_%s" % (project, app)
+        if init == "openrc":
+            self.unit = self.name
+            self.unit_file = os.path.join(OPENRC_DIR, self.unit)
+            self.slot_template = self.name + ".slot"
+            self.slot_template_file = os.path.join(OPENRC_DIR, self.slot_template)
+        else:
+            self.unit = self.name + ".service"
+            self.unit_file = os.path.join(SERVICE_DIR, self.unit)
+            # Slots (deploys without downtime): '@' never occurs in names either.
+            self.slot_template = self.name + "@.service"
+            self.slot_template_file = os.path.join(SERVICE_DIR, self.slot_template)
         self.env_file = os.path.join(APP_CONFIG_DIR, "%s_%s.env" % (project, app))
         self.start_script = os.path.join(APP_CONFIG_DIR, "%s_%s.start" % (project, app))
-
-        # Slots (deploys without downtime): '@' never occurs in names either.
-        self.slot_template = "dpl-%s_%s@.service" % (project, app)
-        self.slot_template_file = os.path.join(SERVICE_DIR, self.slot_template)
         self.live_port_link = os.path.join(self.releases, ".live-port")
+
+    def log_file(self, unit):
+        """Where an OpenRC service's output goes (systemd's goes to the journal)."""
+        return os.path.join(OPENRC_LOG_DIR, unit + ".log") if self.init == "openrc" else None
 
     def slot(self, port):
         """The service of the slot on ``port``: unit, files and directory (see :class:`ServiceSpec`)."""
         base = os.path.join(APP_CONFIG_DIR, "%s_%s@%d" % (self.project, self.app, port))
-        return ServiceSpec(unit="dpl-%s_%s@%d.service" % (self.project, self.app, port),
-                           unit_file=self.slot_template_file, env_file=base + ".env",
+        if self.init == "openrc":
+            unit = "%s.%d" % (self.name, port)
+            instance = os.path.join(OPENRC_DIR, unit)
+        else:
+            unit, instance = "%s@%d.service" % (self.name, port), None
+        return ServiceSpec(unit=unit, unit_file=self.slot_template_file, env_file=base + ".env",
                            start_script=base + ".start", directory=os.path.join(self.releases, ".slot-%d" % port),
-                           port=port)
+                           port=port, slot=True, instance_file=instance, log_file=self.log_file(unit))
 
     def single(self, port):
         """The one service of an app restarted in place (no slots)."""
         return ServiceSpec(unit=self.unit, unit_file=self.unit_file, env_file=self.env_file,
-                           start_script=self.start_script, directory=self.live, port=port)
+                           start_script=self.start_script, directory=self.live, port=port,
+                           log_file=self.log_file(self.unit))
 
     def slot_ports(self):
         """The ports of the slots that have files in the container, sorted."""
@@ -181,7 +215,7 @@ class AppPaths:
         if os.path.exists(self.slot_template_file) or self.slot_ports():
             files.append(self.slot_template_file)
         for port in self.slot_ports():
-            files += [self.slot(port).env_file, self.slot(port).start_script]
+            files += self.slot(port).files()
         return files
 
     def removable(self):
@@ -371,7 +405,7 @@ class Runner:
     """Runs commands as argument lists, with a timeout, output captured and masked.
 
     Commands run with a fixed environment (:data:`BASE_PATH`, a UTF-8 locale, root's home)
-    plus only what the caller passes: DPL's own helpers (git, systemctl, journalctl, tar)
+    plus only what the caller passes: DPL's own helpers (git, systemctl, rc-service, tar)
     never see the app's variables, so an app's ``PATH`` or ``LD_PRELOAD`` changes nothing in
     how DPL runs them, and its secrets reach only its deploy script and its service.
     """
@@ -839,17 +873,16 @@ def _write_if_changed(path, text, mode):
 
 
 class Service:
-    """One systemd unit of the app (systemd is PID 1 in DPL's containers): the single unit
-    restarted in place, or one slot of a deploy without downtime (``paths.slot(port)``)."""
+    """One service of the app, under the container's init system (:func:`service` picks the
+    class): the single service restarted in place, or one slot of a deploy without downtime
+    (``paths.slot(port)``). This class holds what both init systems share: the env file, the
+    start script and the slot's link to its release."""
 
     def __init__(self, runner, paths, spec=None):
         self.runner = runner
         self.paths = paths
         self.spec = spec or paths.single(None)
         self.unit = self.spec.unit
-        if not os.path.isdir("/run/systemd/system"):
-            raise StepFailed("start", "this container does not run systemd: DPL runs apps as systemd "
-                                      "units (see docs/deploy.md for OpenRC containers)")
 
     def install(self, env, start_command, release_id=None):
         """Write the env file (0600), start script and unit (and point a slot's directory at
@@ -860,15 +893,10 @@ class Service:
         if spec.is_slot and release_id and self.paths._link_target(spec.directory) != release_id:
             _atomic_symlink(release_id, spec.directory)
             changed = True
-        unit_changed = _write_if_changed(spec.unit_file, unit_text(self.paths, spec), 0o644)
-        if unit_changed:
-            self.runner.run("start", ["systemctl", "daemon-reload"], timeout=60)
-            if not spec.is_slot:  # a slot is enabled when it goes live (see enable), never before
-                self.runner.run("start", ["systemctl", "enable", "--quiet", self.unit], timeout=60)
-        return changed or unit_changed
+        return self.install_unit() or changed
 
     def up_to_date(self, env, start_command, release_id):
-        """Would :meth:`install` change nothing, and does the unit run?"""
+        """Would :meth:`install` change nothing, and does the service run?"""
         spec = self.spec
         return (_read(spec.env_file) == env_file_text(env)
                 and _read(spec.start_script) == start_script_text(start_command)
@@ -890,6 +918,36 @@ class Service:
         for path, content in saved.items():
             if content is not None:
                 _write_if_changed(path, content[0], content[1])
+        self.reload()
+
+    def reload(self):
+        """Make the init system read the service files again."""
+
+    def delete_files(self):
+        for path in self.spec.files() + ([self.spec.directory] if self.spec.is_slot else []):
+            if os.path.lexists(path):
+                os.unlink(path)
+
+    def check_removed(self, step):
+        active, sub, _restarts = self.state()
+        if active not in ("inactive", "failed", ""):
+            raise StepFailed(step, "the service %s is still %s after it was stopped and removed"
+                                   % (self.unit, "/".join(filter(None, [active, sub]))))
+
+
+class SystemdService(Service):
+    """A systemd unit (systemd is PID 1 in DPL's base image); output in the journal."""
+
+    def install_unit(self):
+        spec = self.spec
+        if not _write_if_changed(spec.unit_file, unit_text(self.paths, spec), 0o644):
+            return False
+        self.runner.run("start", ["systemctl", "daemon-reload"], timeout=60)
+        if not spec.is_slot:  # a slot is enabled when it goes live (see enable), never before
+            self.runner.run("start", ["systemctl", "enable", "--quiet", self.unit], timeout=60)
+        return True
+
+    def reload(self):
         self.runner.run("start", ["systemctl", "daemon-reload"], timeout=60)
 
     def restart(self):
@@ -908,15 +966,10 @@ class Service:
     def remove(self, step="remove"):
         """Stop and disable the unit, delete its own files, and make sure nothing of it runs."""
         self.runner.run(step, ["systemctl", "disable", "--now", "--quiet", self.unit], timeout=90, check=False)
-        for path in self.spec.files() + ([self.spec.directory] if self.spec.is_slot else []):
-            if os.path.lexists(path):
-                os.unlink(path)
+        self.delete_files()
         self.runner.run(step, ["systemctl", "daemon-reload"], timeout=60)
         self.runner.run(step, ["systemctl", "reset-failed", self.unit], timeout=30, check=False)
-        active, sub, _restarts = self.state()
-        if active not in ("inactive", "failed", ""):
-            raise StepFailed(step, "the service %s is still %s after it was stopped and removed"
-                                   % (self.unit, "/".join(filter(None, [active, sub]))))
+        self.check_removed(step)
 
     def state(self):
         """(ActiveState, SubState, NRestarts) of the unit; not logged (polled often)."""
@@ -933,6 +986,129 @@ class Service:
         rc, out = self.runner.run("start", ["journalctl", "-u", self.unit, "-n", str(lines), "--no-pager",
                                             "-o", "cat"], timeout=30, check=False)
         return out
+
+
+class OpenRCService(Service):
+    """An OpenRC service run by ``supervise-daemon`` (Alpine's init, and Debian's openrc): it
+    respawns the app one second after it dies, and writes its output to ``spec.log_file``.
+    A slot is a link ``dpl-<project>_<app>.<port>`` to the app's template script."""
+
+    def install_unit(self):
+        spec = self.spec
+        changed = _write_if_changed(spec.unit_file, openrc_script_text(self.paths, spec), 0o755)
+        if spec.instance_file:
+            template = os.path.basename(spec.unit_file)
+            if not os.path.islink(spec.instance_file) or os.readlink(spec.instance_file) != template:
+                _atomic_symlink(template, spec.instance_file)
+                changed = True
+        if changed and not spec.is_slot:
+            self.enable()
+        return changed
+
+    def restart(self):
+        # A new supervise-daemon counts its respawns from 0 (as systemd's reset-failed).
+        self.runner.run("start", ["rc-service", self.unit, "restart"], timeout=90)
+
+    def enable(self, enabled=True):
+        """In the default runlevel (the live slot) or not (a slot that is not live)."""
+        self.runner.run("start", ["rc-update", "add" if enabled else "del", self.unit, "default"],
+                        timeout=60, check=False)
+
+    def exists(self):
+        return os.path.exists(os.path.join(OPENRC_DIR, self.unit))
+
+    def stop(self):
+        if self.exists():
+            self.runner.run("start", ["rc-service", self.unit, "stop"], timeout=90, check=False)
+
+    def remove(self, step="remove"):
+        """Stop it, take it out of the runlevel, delete its own files (its log stays, as the
+        journal does), and make sure nothing of it runs."""
+        if self.exists():
+            self.runner.run(step, ["rc-service", self.unit, "stop"], timeout=90, check=False)
+            self.runner.run(step, ["rc-update", "del", self.unit, "default"], timeout=60, check=False)
+            self.runner.run(step, ["rc-service", self.unit, "zap"], timeout=30, check=False)
+        self.delete_files()
+        self.check_removed(step)
+
+    def state(self):
+        """(active, status, respawns) as systemd's (ActiveState, SubState, NRestarts):
+        'active' when started, 'failed' when crashed; not logged (polled often)."""
+        if not self.exists():
+            return "", "", ""
+        try:
+            out = subprocess.run(["rc-service", self.unit, "status"], capture_output=True, text=True, timeout=30,
+                                 check=False, env={"PATH": BASE_PATH, "LC_ALL": "C"}).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return "", "", ""
+        status = out.rpartition("status:")[2].strip() or "stopped"
+        active = {"started": "active", "crashed": "failed", "starting": "activating"}.get(status, "inactive")
+        # supervise-daemon keeps how often it respawned the app beside the service's state.
+        try:
+            with open(os.path.join(OPENRC_STATE_DIR, self.unit, "start_count")) as handle:
+                restarts = handle.read().strip()
+        except OSError:
+            restarts = "0"
+        return active, status, restarts
+
+    def journal(self, lines=30):
+        """The last lines of the service's log file."""
+        try:
+            with open(self.spec.log_file, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(handle.tell() - 64 * 1024, 0))
+                return self.runner.masker(b"\n".join(handle.read().splitlines()[-lines:]).decode("utf-8", "replace"))
+        except OSError:
+            return ""
+
+
+def service(runner, paths, spec=None):
+    """The app's service (``paths.single(port)`` or ``paths.slot(port)``) under the container's
+    init system, which ``paths`` was made for."""
+    if paths.init == "openrc":
+        return OpenRCService(runner, paths, spec)
+    if paths.init == "systemd" and os.path.isdir("/run/systemd/system"):
+        return SystemdService(runner, paths, spec)
+    raise StepFailed("start", "this container runs neither systemd nor OpenRC: DPL runs apps as systemd units or "
+                              "OpenRC services (see docs/deploy.md)")
+
+
+def openrc_script_text(paths, spec):
+    """The OpenRC script of ``spec``: a slot's is the app's template, its port the suffix
+    of the name it is run as (the link's)."""
+    if spec.is_slot:
+        port = "${RC_SVCNAME##*.}"
+        directory = os.path.join(paths.releases, ".slot-" + port)
+        env_file = os.path.join(APP_CONFIG_DIR, "%s_%s@%s.env" % (paths.project, paths.app, port))
+        start_script = os.path.join(APP_CONFIG_DIR, "%s_%s@%s.start" % (paths.project, paths.app, port))
+        description = "DPL app %s/%s on port %s" % (paths.project, paths.app, port)
+    else:
+        directory, env_file, start_script = spec.directory, spec.env_file, spec.start_script
+        description = "DPL app %s/%s" % (paths.project, paths.app)
+    # The env file's values are quoted for sh (env_file_text): sourcing it gives them back exactly.
+    return "\n".join([
+        "#!/sbin/openrc-run",
+        "# Written by DPL; edit the app in the registry instead.",
+        'description="%s"' % description,
+        "supervisor=supervise-daemon",
+        "command=/bin/sh",
+        "command_args=\"-c 'set -a; . %s; set +a; exec %s'\""
+        % (env_file, start_script),
+        'directory="%s"' % directory,
+        'output_log="%s/${RC_SVCNAME}.log"' % OPENRC_LOG_DIR,
+        'error_log="%s/${RC_SVCNAME}.log"' % OPENRC_LOG_DIR,
+        # Respawn one second after a crash, without end (systemd's Restart=on-failure, RestartSec=1).
+        "respawn_delay=1",
+        "respawn_max=0",
+        # supervise-daemon stops the app's first process only (npm, whose node lives on): on
+        # stop, OpenRC kills what is left in the service's cgroup (systemd's KillMode).
+        'rc_cgroup_cleanup="yes"',
+        "",
+        "depend() {",
+        "    use net",
+        "}",
+        "",
+    ])
 
 
 def port_in_use(port):

@@ -34,11 +34,23 @@ options:
     description: Debian mirror to bootstrap from.
     type: str
     default: http://deb.debian.org/debian
+  init:
+    description:
+      - The container's init system, and what comes with it.
+      - V(systemd) (DPL's default) adds C(systemd-sysv) and C(udev), and networking by
+        systemd-networkd.
+      - V(openrc) adds C(openrc) and C(sysvinit-core) (Debian's OpenRC, with the same
+        C(openrc-run) scripts and C(supervise-daemon) as Alpine's), and networking by ifupdown
+        and dhclient. DPL runs apps as OpenRC services there. It stands in for an Alpine image in
+        the tests, which cannot download one.
+    type: str
+    choices: [systemd, openrc]
+    default: systemd
   packages:
-    description: Packages debootstrap installs into the minimal base.
+    description: Packages debootstrap installs into the minimal base, besides those O(init) adds.
     type: list
     elements: str
-    default: [python3, git, openssh-client, ca-certificates, systemd-sysv, udev, iproute2, procps]
+    default: [python3, git, openssh-client, ca-certificates, iproute2, procps]
   extra_packages:
     description:
       - Packages installed with apt inside the new root after debootstrap (apt resolves
@@ -117,8 +129,6 @@ RECIPE_VERSION = 1
 
 # Files written into the root filesystem. Part of the recipe hash.
 ROOTFS_FILES = {
-    # DHCP on the LXD nic; LXD's dnsmasq hands out the container's (fixed) address.
-    "etc/systemd/network/20-eth0.network": "[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n",
     # No resolver: containers have no DNS to reach, and an empty list fails lookups at once
     # instead of waiting 5 s for a server that cannot answer.
     "etc/resolv.conf": "# DPL containers resolve names from /etc/hosts only.\n",
@@ -133,16 +143,54 @@ TEMPLATES = {
                  "::1 localhost ip6-localhost ip6-loopback\n",
 }
 
-ENABLED_UNITS = {
-    "etc/systemd/system/multi-user.target.wants/systemd-networkd.service":
-        "/lib/systemd/system/systemd-networkd.service",
-    "etc/systemd/system/sockets.target.wants/systemd-networkd.socket":
-        "/lib/systemd/system/systemd-networkd.socket",
-    # binfmt_misc cannot be mounted in a container: the unit would only fail at every boot.
-    "etc/systemd/system/systemd-binfmt.service": "/dev/null",
+# What each init system adds: packages, files and links in the root filesystem (part of the
+# recipe hash). Either way DHCP on the LXD nic: LXD's dnsmasq hands out the container's
+# (fixed) address.
+INITS = {
+    "systemd": {
+        "packages": ["systemd-sysv", "udev"],
+        "files": {"etc/systemd/network/20-eth0.network": "[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n"},
+        "links": {
+            "etc/systemd/system/multi-user.target.wants/systemd-networkd.service":
+                "/lib/systemd/system/systemd-networkd.service",
+            "etc/systemd/system/sockets.target.wants/systemd-networkd.socket":
+                "/lib/systemd/system/systemd-networkd.socket",
+            # binfmt_misc cannot be mounted in a container: the unit would only fail at every boot.
+            "etc/systemd/system/systemd-binfmt.service": "/dev/null",
+        },
+    },
+    "openrc": {
+        "packages": ["sysvinit-core", "ifupdown", "isc-dhcp-client"],
+        # With apt after debootstrap: openrc replaces sysv-rc, a swap debootstrap cannot make.
+        "apt_packages": ["openrc"],
+        "files": {"etc/network/interfaces": "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet dhcp\n",
+                  # A container has no terminals to run gettys on: init only runs OpenRC. LXD
+                  # stops a sysvinit container with SIGPWR (powerfail) and reboots it with
+                  # SIGINT (ctrlaltdel); halt and reboot then end the container's init.
+                  "etc/inittab": "id:3:initdefault:\nsi::sysinit:/sbin/openrc sysinit\n"
+                                 "rc::bootwait:/sbin/openrc boot\nl3:3:wait:/sbin/openrc default\n"
+                                 "l0:0:wait:/sbin/openrc shutdown\nh0:0:wait:/sbin/halt -f\n"
+                                 "l6:6:wait:/sbin/openrc reboot\nr6:6:wait:/sbin/reboot -f\n"
+                                 "pf::powerfail:/sbin/init 0\nca::ctrlaltdel:/sbin/init 6\n"},
+        "links": {"etc/runlevels/default/networking": "/etc/init.d/networking"},
+    },
 }
 
 ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+def packages(params):
+    """What debootstrap installs: the given packages and those of the init system."""
+    return params["packages"] + [name for name in INITS[params["init"]]["packages"] if name not in params["packages"]]
+
+
+def apt_packages(params):
+    """What apt installs after debootstrap: the init system's own, then the extra packages."""
+    return INITS[params["init"]].get("apt_packages", []) + params["extra_packages"]
+
+
+def rootfs_files(params):
+    return dict(ROOTFS_FILES, **INITS[params["init"]]["files"])
 
 
 def recipe_hash(params):
@@ -150,11 +198,11 @@ def recipe_hash(params):
         version=RECIPE_VERSION,
         suite=params["suite"],
         mirror=params["mirror"],
-        packages=sorted(params["packages"]),
-        extra_packages=sorted(params["extra_packages"]),
-        files=ROOTFS_FILES,
+        packages=sorted(packages(params)),
+        extra_packages=sorted(apt_packages(params)),
+        files=rootfs_files(params),
         templates=TEMPLATES,
-        units=ENABLED_UNITS,
+        units=INITS[params["init"]]["links"],
     )
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -201,10 +249,10 @@ class ImageBuilder:
             self.module.fail_json(msg="debootstrap is not installed: apt-get install debootstrap "
                                       "(playbooks/host.yml installs it)")
         self.run("debootstrap", [
-            debootstrap, "--variant=minbase", "--include=" + ",".join(self.params["packages"]),
+            debootstrap, "--variant=minbase", "--include=" + ",".join(packages(self.params)),
             self.params["suite"], self.rootfs, self.params["mirror"],
         ])
-        if self.params["extra_packages"]:
+        if apt_packages(self.params):
             self.install_extra_packages()
         self.configure()
         self.write_metadata()
@@ -227,21 +275,21 @@ class ImageBuilder:
         self.run("mount /proc", ["mount", "-t", "proc", "proc", proc])
         try:
             self.run("apt-get install", ["chroot", self.rootfs, "apt-get", "install", "-y", "-q",
-                                         "--no-install-recommends"] + self.params["extra_packages"])
+                                         "--no-install-recommends"] + apt_packages(self.params))
             self.run("apt-get clean", ["chroot", self.rootfs, "apt-get", "clean"])
         finally:
             self.module.run_command(["umount", proc])
             os.unlink(policy)
 
     def configure(self):
-        for relative, content in ROOTFS_FILES.items():
+        for relative, content in rootfs_files(self.params).items():
             path = os.path.join(self.rootfs, relative)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             if os.path.islink(path):
                 os.unlink(path)
             with open(path, "w") as handle:
                 handle.write(content)
-        for link, target in ENABLED_UNITS.items():
+        for link, target in INITS[self.params["init"]]["links"].items():
             path = os.path.join(self.rootfs, link)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             if os.path.lexists(path):
@@ -350,8 +398,8 @@ def main():
         suite=dict(type="str", default="bookworm"),
         mirror=dict(type="str", default="http://deb.debian.org/debian"),
         packages=dict(type="list", elements="str",
-                      default=["python3", "git", "openssh-client", "ca-certificates", "systemd-sysv", "udev",
-                               "iproute2", "procps"]),
+                      default=["python3", "git", "openssh-client", "ca-certificates", "iproute2", "procps"]),
+        init=dict(type="str", choices=["systemd", "openrc"], default="systemd"),
         extra_packages=dict(type="list", elements="str", default=["nodejs", "npm"]),
         cache_dir=dict(type="path", default="~/.cache/dpl/images"),
         build_timeout=dict(type="int", default=900),

@@ -245,3 +245,50 @@ def test_dpls_own_commands_never_see_the_apps_environment():
     # The deploy script is the app's own: it gets the app's variables.
     _rc, text = pipeline.runner.run("deploy script", ["/usr/bin/env"], env=pipeline.env)
     assert "LD_PRELOAD=/evil.so" in text and "API_TOKEN=********" in text
+
+
+# -- OpenRC ------------------------------------------------------------------------------------
+
+
+def test_openrc_services_are_named_and_placed_by_app_paths():
+    systemd = releases.AppPaths("shop", "web")
+    openrc = releases.AppPaths("shop", "web", init="openrc")
+    assert (systemd.unit, systemd.slot(3001).unit) == ("dpl-shop_web.service", "dpl-shop_web@3001.service")
+    assert (openrc.unit, openrc.unit_file) == ("dpl-shop_web", "/etc/init.d/dpl-shop_web")
+    slot = openrc.slot(3001)
+    assert (slot.unit, slot.unit_file, slot.instance_file, slot.log_file) == (
+        "dpl-shop_web.3001", "/etc/init.d/dpl-shop_web.slot", "/etc/init.d/dpl-shop_web.3001",
+        "/var/log/dpl-shop_web.3001.log")
+    assert slot.is_slot and not openrc.single(3000).is_slot
+    # A slot's own files: its env file, start script and (OpenRC) its link; never the template.
+    assert slot.files() == ["/etc/dpl/apps/shop_web@3001.env", "/etc/dpl/apps/shop_web@3001.start",
+                            "/etc/init.d/dpl-shop_web.3001"]
+    assert systemd.slot(3001).files() == ["/etc/dpl/apps/shop_web@3001.env", "/etc/dpl/apps/shop_web@3001.start"]
+
+
+def test_the_openrc_script_runs_the_start_script_with_the_env_file_under_supervise_daemon(tmp_path):
+    paths = releases.AppPaths("shop", "web", init="openrc")
+    script = releases.openrc_script_text(paths, paths.slot(3001))
+    assert script.startswith("#!/sbin/openrc-run\n") and "supervisor=supervise-daemon" in script
+    assert ". /etc/dpl/apps/shop_web@${RC_SVCNAME##*.}.env" in script
+    assert "exec /etc/dpl/apps/shop_web@${RC_SVCNAME##*.}.start" in script
+    assert 'rc_cgroup_cleanup="yes"' in script and "respawn_delay=1" in script
+    # sh reads it as openrc-run does: the link's name gives the slot's port and files.
+    assigned = subprocess.run(["sh", "-c", 'RC_SVCNAME=dpl-shop_web.3001; . "$1"; printf "%s|%s" "$directory" '
+                                           '"$command_args"', "sh", "/dev/stdin"], input=script.replace(
+                                               "#!/sbin/openrc-run\n", ""), capture_output=True, text=True,
+                              check=True).stdout
+    assert assigned == ("/root/apps/shop/.releases/web/.slot-3001|-c 'set -a; . /etc/dpl/apps/shop_web@3001.env; "
+                        "set +a; exec /etc/dpl/apps/shop_web@3001.start'")
+
+
+def test_an_env_file_sourced_by_sh_gives_the_values_back_exactly(tmp_path):
+    """OpenRC's services source the env file systemd reads as EnvironmentFile."""
+    values = {"PLAIN": "x", "QUOTES": "it's \"quoted\"", "DOLLAR": "$HOME and ${PATH}", "TICKS": "`id`",
+              "BACKSLASH": "a\\b\\\\c", "SPACES": "  two  spaces "}
+    env_file = tmp_path / "app.env"
+    env_file.write_text(releases.env_file_text(values))
+    for name, value in values.items():
+        got = subprocess.run(["sh", "-c", f'set -a; . "$1"; printf %s "${name}"', "sh", str(env_file)],
+                             capture_output=True, text=True, check=True).stdout
+        assert got == value, name

@@ -27,17 +27,29 @@ if [ -d /run/systemd/system ]; then exec journalctl "$@"; fi
 if [ -d /run/openrc ]; then echo @openrc; exit 0; fi
 echo "the container runs neither systemd nor OpenRC" >&2; exit 1
 """
-# Pairs "FILE OFFSET": what each file holds from OFFSET on (bytes), or its last LINES lines
-# when OFFSET is -1; each file's part after a line "@file FILE SIZE".
-OPENRC_LOG_SCRIPT = r"""
-lines=$1; shift
-while [ "$#" -ge 2 ]; do
-  if [ -f "$1" ]; then
-    printf '@file %s %s\n' "$1" "$(wc -c < "$1")"
-    if [ "$2" -ge 0 ]; then tail -c "+$(($2 + 1))" "$1"; else tail -n "$lines" "$1"; fi
-  fi
-  shift 2
-done
+# Run by the container's python3 (DPL's containers all have it) with LINES, then pairs
+# "FILE OFFSET": each file's whole lines from OFFSET up to its size when opened (a line still
+# being written waits for the next read), or its last LINES lines when OFFSET is -1 or
+# past the end (the file was truncated); each file's part after a line "@file FILE SIZE".
+OPENRC_LOG_READER = r"""
+import os, sys
+lines, pairs, out = int(sys.argv[1]), sys.argv[2:], sys.stdout.buffer
+for path, offset in zip(pairs[0::2], pairs[1::2]):
+    try:
+        handle = open(path, "rb")
+    except OSError:
+        continue
+    with handle:
+        size, offset = os.fstat(handle.fileno()).st_size, int(offset)
+        if 0 <= offset <= size:
+            handle.seek(offset)
+            data = handle.read(size - offset)
+            data = data[:data.rfind(b"\n") + 1]  # a line still being written waits
+            size = offset + len(data)
+        else:
+            handle.seek(max(size - 65536, 0))
+            data = b"\n".join(handle.read(size - handle.tell()).splitlines()[-lines:])
+    out.write(b"@file %s %d\n" % (path.encode(), size) + data + (b"\n" if data and not data.endswith(b"\n") else b""))
 """
 
 
@@ -104,7 +116,7 @@ def _openrc_logs(client: lxd.LXDClient, container: str, project: str, name: str,
     arguments = [str(lines)]
     for spec, offset in zip(specs, offsets, strict=True):
         arguments += [spec.log_file, str(offset)]
-    code, out, err = client.execute(container, ["sh", "-c", OPENRC_LOG_SCRIPT, "dpl-logs", *arguments],
+    code, out, err = client.execute(container, ["python3", "-c", OPENRC_LOG_READER, *arguments],
                                     timeout=READ_TIMEOUT)
     if code != 0:
         raise DplError(f"reading the logs in {container} failed: {mask(err.decode('utf-8', 'replace')).strip()}")

@@ -69,9 +69,8 @@ while [ "$#" -ge 3 ]; do
   if [ "$init" = systemd ]; then
     systemctl show --property=LoadState,ActiveState,NRestarts -- "$1" 2>/dev/null
   elif [ -e "/etc/init.d/$2" ]; then
-    case "$(rc-service "$2" status 2>/dev/null)" in
-      *started*) active=active ;; *crashed*) active=failed ;; *) active=inactive ;;
-    esac
+    rc-service "$2" status >/dev/null 2>&1
+    case $? in 0) active=active ;; 32) active=failed ;; 8) active=activating ;; *) active=inactive ;; esac
     printf 'LoadState=loaded\nActiveState=%s\nNRestarts=%s\n' "$active" \
       "$(cat "/run/openrc/options/$2/start_count" 2>/dev/null || echo 0)"
   else

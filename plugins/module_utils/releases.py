@@ -1017,19 +1017,26 @@ class OpenRCService(Service):
     def exists(self):
         return os.path.exists(os.path.join(OPENRC_DIR, self.unit))
 
-    def stop(self):
-        if self.exists():
-            self.runner.run("start", ["rc-service", self.unit, "stop"], timeout=90, check=False)
-
-    def remove(self, step="remove"):
-        """Stop it, take it out of the runlevel, delete its own files (its log stays, as the
-        journal does), and make sure nothing of it runs."""
+    def stop(self, step="start"):
         if self.exists():
             self.runner.run(step, ["rc-service", self.unit, "stop"], timeout=90, check=False)
+        elif os.path.lexists(os.path.join(OPENRC_DIR, self.unit)):
+            # A slot whose template is gone: its supervisor can still be told to stop.
+            self.runner.run(step, ["supervise-daemon", self.unit, "--stop"], timeout=90, check=False)
+
+    def remove(self, step="remove"):
+        """Stop it and make sure nothing of it runs, take it out of the runlevel, delete its
+        own files (its log stays, as the journal does)."""
+        if os.path.lexists(os.path.join(OPENRC_DIR, self.unit)):
+            self.stop(step)
+            self.check_removed(step)  # while the script is there to ask
             self.runner.run(step, ["rc-update", "del", self.unit, "default"], timeout=60, check=False)
-            self.runner.run(step, ["rc-service", self.unit, "zap"], timeout=30, check=False)
+            if self.state()[0] == "failed":  # crashed: forget that state with the service
+                self.runner.run(step, ["rc-service", self.unit, "zap"], timeout=30, check=False)
         self.delete_files()
-        self.check_removed(step)
+
+    # rc-service's exit codes for status (its words for the last three go to stderr).
+    STATUS_CODES = {0: "started", 3: "stopped", 4: "stopping", 8: "starting", 16: "inactive", 32: "crashed"}
 
     def state(self):
         """(active, status, respawns) as systemd's (ActiveState, SubState, NRestarts):
@@ -1037,12 +1044,13 @@ class OpenRCService(Service):
         if not self.exists():
             return "", "", ""
         try:
-            out = subprocess.run(["rc-service", self.unit, "status"], capture_output=True, text=True, timeout=30,
-                                 check=False, env={"PATH": BASE_PATH, "LC_ALL": "C"}).stdout
+            code = subprocess.run(["rc-service", self.unit, "status"], capture_output=True, timeout=30, check=False,
+                                  env={"PATH": BASE_PATH, "LC_ALL": "C"}).returncode
         except (OSError, subprocess.TimeoutExpired):
             return "", "", ""
-        status = out.rpartition("status:")[2].strip() or "stopped"
-        active = {"started": "active", "crashed": "failed", "starting": "activating"}.get(status, "inactive")
+        status = self.STATUS_CODES.get(code, "unknown")
+        active = {"started": "active", "crashed": "failed", "starting": "activating",
+                  "stopping": "deactivating"}.get(status, "inactive")
         # supervise-daemon keeps how often it respawned the app beside the service's state.
         try:
             with open(os.path.join(OPENRC_STATE_DIR, self.unit, "start_count")) as handle:
@@ -1103,6 +1111,15 @@ def openrc_script_text(paths, spec):
         # supervise-daemon stops the app's first process only (npm, whose node lives on): on
         # stop, OpenRC kills what is left in the service's cgroup (systemd's KillMode).
         'rc_cgroup_cleanup="yes"',
+        "",
+        # OpenRC 0.53 and later (Alpine 3.20) keep a service's cgroup v2 under openrc.<service>,
+        # where their own cleanup does not look yet (OpenRC issue 910): kill what is left there.
+        "stop_post() {",
+        '    if [ -w "/sys/fs/cgroup/openrc.${RC_SVCNAME}/cgroup.kill" ]; then',
+        '        echo 1 > "/sys/fs/cgroup/openrc.${RC_SVCNAME}/cgroup.kill"',
+        "    fi",
+        "    return 0",
+        "}",
         "",
         "depend() {",
         "    use net",

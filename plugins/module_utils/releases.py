@@ -164,16 +164,22 @@ class AppPaths:
         """Where an OpenRC service's output goes (systemd's goes to the journal)."""
         return os.path.join(OPENRC_LOG_DIR, unit + ".log") if self.init == "openrc" else None
 
+    def slot_files(self, port):
+        """(directory, env file, start script) of the slot on ``port``: a number, or the
+        placeholder an init system's template has in its place (systemd's ``%i``)."""
+        base = os.path.join(APP_CONFIG_DIR, "%s_%s@%s" % (self.project, self.app, port))
+        return os.path.join(self.releases, ".slot-%s" % port), base + ".env", base + ".start"
+
     def slot(self, port):
         """The service of the slot on ``port``: unit, files and directory (see :class:`ServiceSpec`)."""
-        base = os.path.join(APP_CONFIG_DIR, "%s_%s@%d" % (self.project, self.app, port))
+        directory, env_file, start_script = self.slot_files(port)
         if self.init == "openrc":
             unit = "%s.%d" % (self.name, port)
             instance = os.path.join(OPENRC_DIR, unit)
         else:
             unit, instance = "%s@%d.service" % (self.name, port), None
-        return ServiceSpec(unit=unit, unit_file=self.slot_template_file, env_file=base + ".env",
-                           start_script=base + ".start", directory=os.path.join(self.releases, ".slot-%d" % port),
+        return ServiceSpec(unit=unit, unit_file=self.slot_template_file, env_file=env_file,
+                           start_script=start_script, directory=directory,
                            port=port, slot=True, instance_file=instance, log_file=self.log_file(unit))
 
     def single(self, port):
@@ -815,16 +821,17 @@ def start_script_text(start_command):
     return "#!/bin/sh\n# Written by DPL: the app's start command.\nexec %s\n" % start_command
 
 
+def _service_fields(paths, spec, port):
+    """(directory, env file, start script, description) of ``spec``; a slot's are its
+    template's, with ``port`` the init system's placeholder for the slot's port."""
+    if spec.is_slot:
+        return paths.slot_files(port) + ("DPL app %s/%s on port %s" % (paths.project, paths.app, port),)
+    return spec.directory, spec.env_file, spec.start_script, "DPL app %s/%s" % (paths.project, paths.app)
+
+
 def unit_text(paths, spec):
     """The unit of ``spec``: a slot's is the app's template, its instance name the port."""
-    if spec.is_slot:
-        directory = os.path.join(paths.releases, ".slot-%i")
-        env_file = os.path.join(APP_CONFIG_DIR, "%s_%s@%%i.env" % (paths.project, paths.app))
-        start_script = os.path.join(APP_CONFIG_DIR, "%s_%s@%%i.start" % (paths.project, paths.app))
-        description = "DPL app %s/%s on port %%i" % (paths.project, paths.app)
-    else:
-        directory, env_file, start_script = spec.directory, spec.env_file, spec.start_script
-        description = "DPL app %s/%s" % (paths.project, paths.app)
+    directory, env_file, start_script, description = _service_fields(paths, spec, "%i")
     return "\n".join([
         "# Written by DPL; edit the app in the registry instead.",
         "[Unit]",
@@ -1084,15 +1091,7 @@ def service(runner, paths, spec=None):
 def openrc_script_text(paths, spec):
     """The OpenRC script of ``spec``: a slot's is the app's template, its port the suffix
     of the name it is run as (the link's)."""
-    if spec.is_slot:
-        port = "${RC_SVCNAME##*.}"
-        directory = os.path.join(paths.releases, ".slot-" + port)
-        env_file = os.path.join(APP_CONFIG_DIR, "%s_%s@%s.env" % (paths.project, paths.app, port))
-        start_script = os.path.join(APP_CONFIG_DIR, "%s_%s@%s.start" % (paths.project, paths.app, port))
-        description = "DPL app %s/%s on port %s" % (paths.project, paths.app, port)
-    else:
-        directory, env_file, start_script = spec.directory, spec.env_file, spec.start_script
-        description = "DPL app %s/%s" % (paths.project, paths.app)
+    directory, env_file, start_script, description = _service_fields(paths, spec, "${RC_SVCNAME##*.}")
     # The env file's values are quoted for sh (env_file_text): sourcing it gives them back exactly.
     return "\n".join([
         "#!/sbin/openrc-run",

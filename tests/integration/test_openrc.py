@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import uuid
 
@@ -17,7 +16,7 @@ import pytest
 from dpl_web.errors import JobFailed
 from tests.conftest import TEST_PREFIX
 from tests.support.cli import DPL, in_container, served
-from tests.support.playbooks import run_playbook
+from tests.support.playbooks import build_image
 
 pytestmark = [pytest.mark.lxd, pytest.mark.slow]
 
@@ -27,12 +26,7 @@ OPENRC_IMAGE = "dpl-openrc"
 @pytest.fixture(scope="module")
 def openrc_image(tmp_path_factory):
     """DPL's base recipe with OpenRC for init (built once by the base_image module, then cached)."""
-    plays = [{"name": "openrc image", "hosts": "localhost", "gather_facts": False, "tasks": [
-        {"name": "build", "dpl.platform.base_image": {"name": OPENRC_IMAGE, "init": "openrc"}}]}]
-    localhost = {"all": {"hosts": {"localhost": {"ansible_connection": "local",
-                                                 "ansible_python_interpreter": sys.executable}}}}
-    result = run_playbook(tmp_path_factory.mktemp("openrc-image"), plays, localhost, timeout=1800)
-    assert result.rc == 0, result.stdout
+    build_image(tmp_path_factory.mktemp("openrc-image"), OPENRC_IMAGE, init="openrc")
     return OPENRC_IMAGE
 
 

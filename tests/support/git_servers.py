@@ -10,25 +10,19 @@ import http.server
 import ipaddress
 import ssl
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 from tests.support.apps import BRIDGE_ADDRESS
-from tests.support.playbooks import run_playbook
+from tests.support.playbooks import build_image
 
 GIT_HOST_IMAGE = "dpltest-githost"
 
 
 def build_git_host_image(tmp_path: Path) -> None:
     """The test image of the ssh git host: DPL's base recipe with openssh-server instead of
-    Node (built once by the base_image module, then cached like the base image)."""
-    plays = [{"name": "git host image", "hosts": "localhost", "gather_facts": False, "tasks": [
-        {"name": "build", "dpl.platform.base_image": {"name": GIT_HOST_IMAGE, "extra_packages": ["openssh-server"]}}]}]
-    localhost = {"all": {"hosts": {"localhost": {"ansible_connection": "local",
-                                                 "ansible_python_interpreter": sys.executable}}}}
-    result = run_playbook(tmp_path, plays, localhost)
-    assert result.rc == 0, result.stdout
+    Node."""
+    build_image(tmp_path, GIT_HOST_IMAGE, extra_packages=["openssh-server"])
 
 
 def self_signed_certificate(folder: Path, address: str) -> tuple[Path, Path]:

@@ -88,3 +88,14 @@ def lxd_inventory(*names: str, **hostvars) -> dict:
     return {"all": {"hosts": {name: dict({"ansible_connection": "dpl.platform.lxd",
                                           "ansible_python_interpreter": "/usr/bin/python3"}, **hostvars)
                               for name in names}}}
+
+
+def build_image(tmp_path: Path, name: str, **options) -> None:
+    """A test-only LXD image ``name`` from DPL's base recipe with ``options`` (the base_image
+    module's), built once and then cached like the base image."""
+    plays = [{"name": f"image {name}", "hosts": "localhost", "gather_facts": False,
+              "tasks": [{"name": "build", "dpl.platform.base_image": dict(options, name=name)}]}]
+    localhost = {"all": {"hosts": {"localhost": {"ansible_connection": "local",
+                                                 "ansible_python_interpreter": sys.executable}}}}
+    result = run_playbook(tmp_path, plays, localhost, timeout=1800)
+    assert result.rc == 0, result.stdout
